@@ -1,0 +1,35 @@
+# Two entry points for newcomers: `make demo` and `make test`.
+# Both install what is missing into .venv (uv is bootstrapped with pip), then run.
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed
+UV := $(VENV)/bin/uv
+RUN_ENV := DO_NOT_TRACK=true PREFECT_SERVER_ANALYTICS_ENABLED=false MLFLOW_DISABLE_TELEMETRY=true \
+	UV_COMPILE_BYTECODE=1 PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=120
+
+.PHONY: install demo test lock benchmark clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	test -x $(UV) || $(VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv
+	$(RUN_ENV) $(UV) pip install --quiet --python $(VENV)/bin/python -r requirements.lock
+	$(RUN_ENV) $(UV) pip install --quiet --python $(VENV)/bin/python --no-deps -e .
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(RUN_ENV) $(VENV)/bin/churn demo
+
+test: $(STAMP)
+	$(RUN_ENV) $(VENV)/bin/python -m pytest
+
+# Re-pin the dependencies after editing pyproject.toml (plain name==version lines, no URLs).
+lock:
+	$(UV) pip compile pyproject.toml --extra test --python 3.11 --no-header --no-annotate -o requirements.lock
+
+benchmark: $(STAMP)
+	$(RUN_ENV) $(VENV)/bin/python benchmarks/bench_features.py
+
+clean:
+	rm -rf .churn

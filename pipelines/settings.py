@@ -1,0 +1,95 @@
+"""One validated settings object for every flow and CLI verb.
+
+Defaults live here; ``configs/default.yaml`` spells them out for people, and any YAML
+file passed with ``--config`` overrides them field by field. CLI flags override the file.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FeatureSettings(_Section):
+    active_window_days: int = Field(365, gt=0, description="a customer with no order in this many days before a cutoff is no longer a client (non-contractual data)")
+    cutoff_frequency: str = Field("MS", description="pandas offset alias of the training cutoffs; MS = month start")
+    max_cutoffs: int = Field(24, gt=0, description="at most this many of the latest labelled cutoffs are stacked into a training set")
+
+
+class LabelSettings(_Section):
+    horizon_days: int = Field(90, gt=0, description="a customer who becomes a former client within this many days after the cutoff is labelled 1")
+
+
+class TrainSettings(_Section):
+    seed: int = 42
+    valid_cutoffs: int = Field(2, ge=1, description="cutoffs before the test cutoff used for early stopping")
+    num_boost_round: int = Field(400, gt=0)
+    early_stopping_rounds: int = Field(30, gt=0)
+    learning_rate: float = Field(0.05, gt=0)
+    num_leaves: int = Field(31, gt=1)
+    min_child_samples: int = Field(50, gt=0)
+    feature_fraction: float = Field(0.9, gt=0, le=1)
+    bagging_fraction: float = Field(0.9, gt=0, le=1)
+    bagging_freq: int = Field(1, ge=0)
+    lambda_l2: float = Field(1.0, ge=0)
+
+
+class RegistrySettings(_Section):
+    experiment: str = "churn-risk"
+    model_name: str = "churn-risk"
+
+
+class ScoreSettings(_Section):
+    top_reasons: int = Field(3, ge=1, le=10)
+
+
+class SimulateSettings(_Section):
+    customers: int = Field(20_000, gt=0)
+    seed: int = 7
+
+
+class Settings(_Section):
+    features: FeatureSettings = FeatureSettings()
+    labels: LabelSettings = LabelSettings()
+    train: TrainSettings = TrainSettings()
+    registry: RegistrySettings = RegistrySettings()
+    score: ScoreSettings = ScoreSettings()
+    demo: SimulateSettings = SimulateSettings()
+
+    def with_overrides(self, **dotted: Any) -> "Settings":
+        """Return a copy with ``section.field`` values replaced, skipping None (flags not given)."""
+        data = self.model_dump()
+        for key, value in dotted.items():
+            if value is None:
+                continue
+            section, field = key.split(".", 1)
+            data[section][field] = value
+        return Settings.model_validate(data)
+
+
+class SettingsError(ValueError):
+    """A config file that cannot be read or does not match the settings schema."""
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    """Read settings from a YAML file (``None``: the built-in defaults)."""
+    if path is None:
+        return Settings()
+    path = Path(path)
+    if not path.is_file():
+        raise SettingsError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"config file {path} is not valid YAML: {exc}") from exc
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        lines = [f"{path}: {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()]
+        raise SettingsError("\n".join(lines)) from exc
