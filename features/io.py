@@ -1,0 +1,37 @@
+"""Atomic file output: write to a temporary name in the target folder, then rename.
+
+A crash mid-write leaves the previous file intact, never half a file.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+
+def write_atomic(path: Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp_path)`` then move the result onto ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_frame(frame: pd.DataFrame, path: Path) -> Path:
+    """Write a frame as Parquet or CSV (by the file's suffix), atomically."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        return write_atomic(path, lambda p: frame.to_parquet(p, index=False))
+    if path.suffix == ".csv":
+        return write_atomic(path, lambda p: frame.to_csv(p, index=False))
+    raise ValueError(f"cannot write {path}: use a .parquet or .csv file name")

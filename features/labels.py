@@ -1,0 +1,73 @@
+"""Labels: which clients become former clients within the horizon after each cutoff.
+
+The observation table is ``(customer_id, cutoff, label)`` over the population at each
+cutoff (``features.build.build_population``); features are joined to it, never the reverse.
+
+- Contractual data (a cancellations table): label 1 = a cancellation in ``(c, c + horizon]``.
+- Otherwise: label 1 = no order in ``(c, c + horizon]`` (the customer goes silent).
+A cutoff whose window runs past the end of the data (the latest timestamp in any table)
+gets no labels.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pandas as pd
+
+from features.build import _connect, _population_sql, is_contractual
+
+TIME_COLUMNS = {
+    "orders": "ordered_at", "interactions": "occurred_at", "nps": "answered_at",
+    "complaints": "opened_at", "cancellations": "cancelled_at",
+}
+
+
+def data_end(tables: dict[str, pd.DataFrame]) -> pd.Timestamp:
+    """The latest event timestamp in the data: the end of what has been observed."""
+    ends = [tables[t][col].max() for t, col in TIME_COLUMNS.items() if t in tables and len(tables[t])]
+    return pd.Timestamp(max(ends))
+
+
+def labelled_cutoffs(tables: dict[str, pd.DataFrame], horizon_days: int, *, freq: str = "MS",
+                     max_cutoffs: int | None = None) -> list[pd.Timestamp]:
+    """Cutoffs (every ``freq`` period start) whose label window ends within the data.
+
+    The first cutoff is the first period start after the first order.
+    """
+    orders = tables["orders"]
+    start = orders["ordered_at"].min()
+    last = data_end(tables) - pd.Timedelta(days=horizon_days)
+    cutoffs = list(pd.date_range(start, last, freq=freq, normalize=True))
+    cutoffs = [c for c in cutoffs if c > start]
+    if max_cutoffs is not None:
+        cutoffs = cutoffs[-max_cutoffs:]
+    return cutoffs
+
+
+def build_labels(tables: dict[str, pd.DataFrame], cutoffs: Iterable[pd.Timestamp], *, horizon_days: int = 90,
+                 active_window_days: int = 365) -> pd.DataFrame:
+    """Observation table (customer_id, cutoff, label) for the population at each labelled cutoff.
+
+    Cutoffs whose ``(c, c + horizon]`` window is not fully observed are left out.
+    """
+    end = data_end(tables)
+    cutoffs = [c for c in pd.to_datetime(list(cutoffs)) if c + pd.Timedelta(days=horizon_days) <= end]
+    if not cutoffs:
+        return pd.DataFrame({"customer_id": pd.Series(dtype="str"), "cutoff": pd.Series(dtype="datetime64[us]"),
+                             "label": pd.Series(dtype="int8")})
+    con = _connect(tables, cutoffs)
+    h = int(horizon_days)
+    if is_contractual(tables):
+        became_former = f"""EXISTS (SELECT 1 FROM cancellations x WHERE x.customer_id = p.customer_id
+                            AND x.cancelled_at > p.cutoff AND x.cancelled_at <= p.cutoff + INTERVAL {h} DAY)"""
+    else:
+        became_former = f"""NOT EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = p.customer_id
+                            AND o.ordered_at > p.cutoff AND o.ordered_at <= p.cutoff + INTERVAL {h} DAY)"""
+    sql = f"""
+        WITH p AS ({_population_sql(tables, active_window_days)})
+        SELECT p.customer_id, p.cutoff, CAST({became_former} AS TINYINT) AS label
+        FROM p ORDER BY p.cutoff, p.customer_id
+    """
+    labels = con.execute(sql).df()
+    con.close()
+    return labels

@@ -1,0 +1,233 @@
+"""The `churn` command: one verb per flow.
+
+Everything a run writes goes under one folder, ``--home`` (default ``./.churn``, or
+``$CHURN_HOME``): the Prefect state, the MLflow store, validation reports and the demo's
+outputs. Prefect runs on its local ephemeral API and MLflow on a local SQLite store, with
+analytics and telemetry off, unless PREFECT_API_URL / MLFLOW_TRACKING_URI say otherwise.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
+                  help="Churn-risk pipeline: customer records -> point-in-time features -> LightGBM -> "
+                       "ranked at-risk list with reasons.")
+console = Console()
+err = Console(stderr=True)
+
+HomeOpt = Annotated[Path, typer.Option("--home", envvar="CHURN_HOME",
+                                       help="Folder for everything a run writes (Prefect state, MLflow store, reports).")]
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="YAML settings file (see configs/default.yaml); flags override it.")]
+DataOpt = Annotated[Path, typer.Option("--data", help="Folder with one Parquet or CSV file per table (orders required).")]
+
+
+def prepare_environment(home: Path) -> Path:
+    """Keep Prefect, MLflow and matplotlib state under ``home`` and switch off their network calls.
+
+    Must run before prefect or mlflow is imported: both read their settings at import.
+    """
+    home = Path(home).resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    defaults = {
+        "DO_NOT_TRACK": "true",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "PREFECT_HOME": str(home / "prefect"),
+        "MPLCONFIGDIR": str(home / "matplotlib"),
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+        "GIT_PYTHON_REFRESH": "quiet",
+    }
+    for key, value in defaults.items():
+        os.environ.setdefault(key, value)
+    return home
+
+
+def _settings(config: Optional[Path], **overrides):
+    from pipelines.settings import SettingsError, load_settings
+
+    try:
+        return load_settings(config).with_overrides(**overrides)
+    except (SettingsError, ValueError) as exc:
+        err.print(f"[red]config error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+def _contract_errors(exc) -> None:
+    err.print(f"[red]The input data does not meet the contract ({len(exc.problems)} problem(s)):[/red]")
+    for problem in exc.problems:
+        err.print(f"  - {problem}", highlight=False)
+    err.print("See the input contract in README.md.")
+    raise typer.Exit(2)
+
+
+def _parse_date(value: Optional[str], name: str):
+    import pandas as pd
+
+    if value is None:
+        return None
+    try:
+        return pd.Timestamp(value).tz_localize(None) if pd.Timestamp(value).tzinfo else pd.Timestamp(value)
+    except ValueError as exc:
+        err.print(f"[red]{name}:[/red] {value!r} is not a date (expected e.g. 2025-06-01)")
+        raise typer.Exit(2) from exc
+
+
+@app.command()
+def simulate(
+    out: Annotated[Path, typer.Option("--out", help="Folder to write the tables and truth.parquet into.")],
+    customers: Annotated[int, typer.Option("--customers", min=1, help="Number of customers to simulate.")] = 10_000,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed: the same seed writes the same bytes.")] = 0,
+    end: Annotated[str, typer.Option("--end", help="Last day of the simulated history.")] = "2025-12-31",
+    contractual: Annotated[bool, typer.Option("--contractual/--no-cancellations",
+                                              help="Write a cancellations table (a contractual business) or not.")] = True,
+    fmt: Annotated[str, typer.Option("--format", help="parquet or csv")] = "parquet",
+):
+    """Simulate customer lifecycles (orders, interactions, NPS, complaints, cancellations) in the input contract."""
+    from features.simulate import simulate as run_simulation, write_dataset
+
+    if fmt not in ("parquet", "csv"):
+        err.print("[red]--format[/red] must be parquet or csv")
+        raise typer.Exit(2)
+    tables = run_simulation(customers, seed, end=end, contractual=contractual, progress=sys.stderr.isatty())
+    paths = write_dataset(tables, out, fmt=fmt)
+    for name, path in paths.items():
+        console.print(f"{name:>14}: {len(tables[name]):>10,} rows -> {path}", highlight=False)
+
+
+@app.command()
+def validate(
+    data: DataOpt,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Where to write quarantine_<table>.csv and validation_summary.csv (default: <home>/validation).")] = None,
+    home: HomeOpt = Path(".churn"),
+):
+    """Check a data folder against the input contract; quarantine bad rows with a reason each.
+
+    Exit code 0: valid (possibly with quarantined rows); 2: a fatal problem (missing table,
+    column or unreadable file), one line per problem.
+    """
+    from features.contract import ContractError, format_summary, load_data, write_quarantine
+
+    home = prepare_environment(home)
+    try:
+        result = load_data(data)
+    except ContractError as exc:
+        _contract_errors(exc)
+    paths = write_quarantine(result, out or home / "validation")
+    console.print(format_summary(result), highlight=False)
+    for path in paths.values():
+        console.print(f"wrote {path}", highlight=False)
+
+
+@app.command()
+def features(
+    data: DataOpt,
+    cutoff: Annotated[str, typer.Option("--cutoff", help="Cutoff date: features read only facts strictly before it.")],
+    out: Annotated[Path, typer.Option("--out", help="Output file (.parquet or .csv).")],
+    config: ConfigOpt = None,
+    home: HomeOpt = Path(".churn"),
+):
+    """Build the point-in-time feature table of every client at one cutoff."""
+    from features.build import build_features, skipped_groups
+    from features.contract import ContractError, load_data
+    from features.io import write_frame
+
+    settings = _settings(config)
+    prepare_environment(home)
+    when = _parse_date(cutoff, "--cutoff")
+    try:
+        result = load_data(data)
+    except ContractError as exc:
+        _contract_errors(exc)
+    for group, why in skipped_groups(result.tables).items():
+        err.print(f"[yellow]skipped feature group {group}:[/yellow] {why}")
+    table = build_features(result.tables, [when], active_window_days=settings.features.active_window_days)
+    write_frame(table, out)
+    console.print(f"{len(table):,} clients x {table.shape[1] - 2} features at {when.date()} -> {out}", highlight=False)
+
+
+@app.command()
+def train(
+    data: DataOpt,
+    config: ConfigOpt = None,
+    horizon_days: Annotated[Optional[int], typer.Option("--horizon-days", min=1, help="Label horizon (default from config: 90).")] = None,
+    home: HomeOpt = Path(".churn"),
+):
+    """Train on every monthly cutoff whose label horizon is observed; test on the latest; register in MLflow."""
+    settings = _settings(config, **{"labels.horizon_days": horizon_days})
+    home = prepare_environment(home)
+    from features.contract import ContractError
+    from pipelines.flows import train_flow
+
+    try:
+        result = train_flow(Path(data).resolve(), settings, home)
+    except ContractError as exc:
+        _contract_errors(exc)
+    except ValueError as exc:
+        err.print(f"[red]cannot train:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    _print_training(result)
+
+
+def _print_training(result) -> None:
+    m = result.metrics
+    console.print(f"test cutoff {result.cutoffs['test'][0]}: ROC-AUC {m.get('test_roc_auc', float('nan')):.3f}, "
+                  f"PR-AUC {m.get('test_pr_auc', float('nan')):.3f} "
+                  f"(recency rule ROC-AUC {m.get('baseline_recency_roc_auc', float('nan')):.3f}) "
+                  f"on {int(m['test_rows']):,} clients", highlight=False)
+    console.print(f"model version {result.version} registered as champion: {result.model_uri}", highlight=False)
+    console.print(f"MLflow run {result.run_id} in {result.tracking_uri}", highlight=False)
+
+
+@app.command()
+def score(
+    data: DataOpt,
+    out: Annotated[Path, typer.Option("--out", help="Folder for at_risk.parquet and at_risk.csv.")],
+    as_of: Annotated[Optional[str], typer.Option("--as-of", help="Score as of this date (default: the end of the last day in the data).")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="MLflow model URI (default: models:/<name>@champion).")] = None,
+    config: ConfigOpt = None,
+    home: HomeOpt = Path(".churn"),
+):
+    """Score every client with the champion model and write the ranked at-risk list."""
+    settings = _settings(config)
+    home = prepare_environment(home)
+    when = _parse_date(as_of, "--as-of")
+    from features.contract import ContractError
+    from pipelines.flows import score_flow
+
+    try:
+        result = score_flow(Path(data).resolve(), Path(out).resolve(), settings, home, as_of=when, model_uri=model)
+    except ContractError as exc:
+        _contract_errors(exc)
+    except LookupError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    console.print(f"{result.rows:,} clients scored as of {result.as_of.date()} with model version "
+                  f"{result.model_version}: {result.parquet} and {result.csv}", highlight=False)
+
+
+@app.command()
+def demo(
+    config: ConfigOpt = None,
+    customers: Annotated[Optional[int], typer.Option("--customers", min=100, help="Simulated customers (default 20,000).")] = None,
+    home: HomeOpt = Path(".churn"),
+):
+    """Simulate a company, then validate, build features and labels, train, register and score it."""
+    settings = _settings(config, **{"demo.customers": customers})
+    home = prepare_environment(home)
+    from pipelines.flows import demo_flow
+
+    trained, scored = demo_flow(settings, home)
+    _print_training(trained)
+    console.print(f"\nAt-risk list ({scored.rows:,} clients as of {scored.as_of.date()}):", highlight=False)
+    console.print(f"  {scored.csv}\n  {scored.parquet}", highlight=False)
+    console.print(f"Browse the run: mlflow ui --backend-store-uri {trained.tracking_uri}", highlight=False)
+
+
+if __name__ == "__main__":
+    app()
