@@ -1,0 +1,93 @@
+"""Leakage as a property: facts at or after the cutoff never change a feature at that cutoff."""
+from __future__ import annotations
+
+import pandas as pd
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from features.build import build_features
+
+CUTOFF = pd.Timestamp("2024-06-01")
+CUSTOMERS = ["a", "b", "c"]
+
+
+def ts(values):
+    return pd.to_datetime(list(values)).astype("datetime64[us]")
+
+
+def base_tables():
+    return {
+        "orders": pd.DataFrame({"order_id": ["o1", "o2", "o3", "o4"], "customer_id": ["a", "a", "b", "c"],
+                                "ordered_at": ts(["2024-01-03", "2024-04-20", "2024-05-02", "2023-11-11"]),
+                                "amount": [12.0, 30.0, 8.0, 5.0]}),
+        "interactions": pd.DataFrame({"customer_id": ["a", "b", "c"], "channel": ["email", "login", "call"],
+                                      "occurred_at": ts(["2024-01-10", "2024-05-20", "2024-02-01"]),
+                                      "direction": ["outbound", "inbound", "outbound"]}),
+        "nps": pd.DataFrame({"customer_id": ["a", "b"], "answered_at": ts(["2024-02-01", "2024-05-25"]),
+                             "score": [3, 9]}),
+        "complaints": pd.DataFrame({"complaint_id": ["k1"], "customer_id": ["b"],
+                                    "opened_at": ts(["2024-05-10"]), "resolved_at": ts(["2024-07-01"])}),
+        "customers": pd.DataFrame({"customer_id": CUSTOMERS, "created_at": ts(["2024-01-01", "2024-05-01", "2023-11-01"]),
+                                   "segment": ["smb", "smb", "consumer"]}),
+    }
+
+
+later = st.integers(min_value=0, max_value=400).map(lambda d: CUTOFF + pd.Timedelta(days=d))
+customer = st.sampled_from(CUSTOMERS)
+
+future_event = st.one_of(
+    st.tuples(st.just("orders"), customer, later, st.floats(0, 500)),
+    st.tuples(st.just("interactions"), customer, later, st.sampled_from(["inbound", "outbound"])),
+    st.tuples(st.just("nps"), customer, later, st.integers(0, 10)),
+    st.tuples(st.just("complaints"), customer, later, st.booleans()),
+)
+
+
+def add_event(tables, event, i):
+    table, cust, when, value = event
+    frame = tables[table]
+    if table == "orders":
+        new = {"order_id": [f"x{i}"], "customer_id": [cust], "ordered_at": ts([when]), "amount": [value]}
+    elif table == "interactions":
+        new = {"customer_id": [cust], "channel": ["email"], "occurred_at": ts([when]), "direction": [value]}
+    elif table == "nps":
+        new = {"customer_id": [cust], "answered_at": ts([when]), "score": [value]}
+    else:
+        resolved = ts([when + pd.Timedelta(days=3)]) if value else pd.Series([pd.NaT]).astype("datetime64[us]")
+        new = {"complaint_id": [f"x{i}"], "customer_id": [cust], "opened_at": ts([when]), "resolved_at": resolved}
+    return {**tables, table: pd.concat([frame, pd.DataFrame(new)], ignore_index=True)}
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(future_event, min_size=1, max_size=5))
+def test_events_at_or_after_the_cutoff_change_nothing(events):
+    before = build_features(base_tables(), [CUTOFF])
+    tables = base_tables()
+    for i, event in enumerate(events):
+        tables = add_event(tables, event, i)
+    after = build_features(tables, [CUTOFF])
+    pd.testing.assert_frame_equal(before, after)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_moving_a_past_event_past_the_cutoff_changes_the_features_that_read_it(data):
+    table = data.draw(st.sampled_from(["orders", "interactions", "nps"]))
+    tables = base_tables()
+    frame = tables[table]
+    i = data.draw(st.integers(0, len(frame) - 1))
+    time_col = {"orders": "ordered_at", "interactions": "occurred_at", "nps": "answered_at"}[table]
+    moved = frame.copy()
+    moved.loc[i, time_col] = CUTOFF + pd.Timedelta(days=data.draw(st.integers(0, 100)))
+    before = build_features(tables, [CUTOFF])
+    after = build_features({**tables, table: moved}, [CUTOFF])
+    readers = {"orders": ["orders_total"], "interactions": ["outbound_90d", "inbound_90d", "days_since_last_outbound",
+                                                           "days_since_last_inbound"],
+               "nps": ["nps_answers"]}[table]
+    cust = frame.loc[i, "customer_id"]
+    b = before.set_index("customer_id")
+    a = after.set_index("customer_id")
+    if cust not in a.index:  # the customer's only order moved out: no longer in the population
+        assert table == "orders" and cust in b.index
+        return
+    assert not b.loc[cust, readers].equals(a.loc[cust, readers])
