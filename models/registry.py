@@ -16,7 +16,8 @@ import cloudpickle
 import mlflow
 import pandas as pd
 from mlflow import MlflowClient
-from mlflow.models import infer_signature
+from mlflow.models import ModelSignature, infer_signature
+from mlflow.types import ColSpec, Schema
 
 import models.serving
 from models.explain import serving_model
@@ -24,6 +25,7 @@ from models.train import ChurnClassifier
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+PASS_THROUGH = ("customer_id", "cutoff")
 
 
 def configure_tracking(home: Path) -> str:
@@ -67,6 +69,14 @@ def pip_requirements() -> list[str]:
             f"numpy=={numpy.__version__}", f"cloudpickle=={cloudpickle.__version__}"]
 
 
+def _signature(example: pd.DataFrame, output: pd.DataFrame) -> ModelSignature:
+    """Infer the signature; identifying columns (customer_id, cutoff) are optional pass-through."""
+    inferred = infer_signature(example, output)
+    inputs = Schema([ColSpec(c.type, c.name, required=c.name not in PASS_THROUGH) for c in inferred.inputs.inputs])
+    outputs = Schema([ColSpec(c.type, c.name, required=False) for c in inferred.outputs.inputs])
+    return ModelSignature(inputs=inputs, outputs=outputs)
+
+
 def log_training_run(model: ChurnClassifier, *, experiment: str, model_name: str, home: Path,
                      params: dict, metrics: dict[str, float], config: dict, tags: dict[str, str],
                      input_example: pd.DataFrame, artifacts: dict[str, pd.DataFrame | str] | None = None,
@@ -99,7 +109,7 @@ def log_training_run(model: ChurnClassifier, *, experiment: str, model_name: str
             for c in example.columns:
                 if isinstance(example[c].dtype, pd.CategoricalDtype):
                     example[c] = example[c].astype("object").fillna("none").astype(str)
-            signature = infer_signature(example, served(example))
+            signature = _signature(example, served(example))
             info = mlflow.pyfunc.log_model(
                 name="model", python_model=served, signature=signature, input_example=example,
                 pip_requirements=pip_requirements())
@@ -123,5 +133,5 @@ def load_model(model_name: str, *, alias: str = CHAMPION, uri: str | None = None
                           f"`churn train --data DIR` ({exc.message})") from exc
     version = None
     if uri.startswith("models:/") and "@" in uri:
-        version = MlflowClient().get_model_version_by_alias(model_name, alias).version
+        version = str(MlflowClient().get_model_version_by_alias(model_name, alias).version)
     return loaded, version

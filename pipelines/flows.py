@@ -124,7 +124,7 @@ def train_flow(data_dir: Path, settings: Settings, home: Path) -> TrainResult:
                 "features": len(feature_cols)},
         metrics=metrics, config=settings.model_dump(),
         tags={"test_cutoff": str(split.test.date()), "data_dir": str(Path(data_dir).resolve())},
-        input_example=frame[feature_cols].head(5),
+        input_example=frame[["customer_id", *feature_cols]].head(5),
         artifacts={"feature_catalogue.csv": catalogue_frame(),
                    "data_fingerprint.json": json.dumps(data_fingerprint(validated), indent=2),
                    "cutoffs.json": json.dumps(cutoffs_used, indent=2),

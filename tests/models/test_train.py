@@ -1,0 +1,71 @@
+"""Cutoff splitting, the classifier's contract and the reason ranking."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models.serving import explain_contributions, group_contributions, top_reasons
+from models.train import ChurnClassifier, split_cutoffs
+
+T = pd.Timestamp
+
+
+def test_split_is_purged_by_the_horizon():
+    cutoffs = list(pd.date_range("2024-01-01", "2024-12-01", freq="MS"))
+    split = split_cutoffs(cutoffs, horizon_days=90, valid_cutoffs=2)
+    assert split.test == T("2024-12-01")
+    # validation windows close by the test cutoff: 2024-09-01 + 90 days = 2024-11-30
+    assert split.valid == [T("2024-08-01"), T("2024-09-01")]
+    # training windows close by the first validation cutoff: 2024-05-01 + 90 days = 2024-07-30
+    assert split.train == list(pd.date_range("2024-01-01", "2024-05-01", freq="MS"))
+
+
+def test_split_too_short_history_says_what_to_do():
+    with pytest.raises(ValueError, match="longer history or a shorter --horizon-days"):
+        split_cutoffs(list(pd.date_range("2024-01-01", "2024-04-01", freq="MS")), horizon_days=90)
+
+
+def synthetic(n, seed):
+    rng = np.random.default_rng(seed)
+    recency = rng.exponential(60, n)
+    segment = rng.choice(["smb", "consumer"], n)
+    logit = -2 + recency / 30 + (segment == "smb") * 1.0
+    label = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    X = pd.DataFrame({"days_since_last_order": recency, "noise": rng.normal(size=n),
+                      "segment": pd.Categorical(segment)})
+    return X, pd.Series(label), 1 / (1 + np.exp(-logit))
+
+
+def test_classifier_learns_direction_and_is_reproducible():
+    X, y, true_p = synthetic(4000, 0)
+    Xv, yv, _ = synthetic(1000, 1)
+    m1 = ChurnClassifier(num_boost_round=100, seed=3).fit(X, y, Xv, yv)
+    m2 = ChurnClassifier(num_boost_round=100, seed=3).fit(X, y, Xv, yv)
+    Xt, yt, pt = synthetic(2000, 2)
+    p = m1.predict_proba(Xt)
+    np.testing.assert_array_equal(p, m2.predict_proba(Xt))
+    assert np.corrcoef(p, pt)[0, 1] > 0.8
+    recent, lapsed = Xt.assign(days_since_last_order=5.0), Xt.assign(days_since_last_order=200.0)
+    assert (m1.predict_proba(lapsed) >= m1.predict_proba(recent)).mean() > 0.95
+    # unseen category at scoring time is treated as missing, not an error
+    assert np.isfinite(m1.predict_proba(Xt.assign(segment=pd.Categorical(["enterprise"] * len(Xt))))).all()
+    contrib = m1.predict_contributions(Xt)
+    logit = np.log(p / (1 - p))
+    np.testing.assert_allclose(contrib.sum(axis=1), logit, atol=1e-6)
+
+
+def test_group_sums_and_top_reasons_hand_computed():
+    contrib = pd.DataFrame({"days_since_last_order": [0.5, -0.2], "orders_total": [0.3, -0.1],
+                            "nps_last_score": [0.6, 0.05], "complaints_open": [-0.4, 0.0], "bias": [-2.0, -2.0]})
+    groups = {"days_since_last_order": "purchases", "orders_total": "purchases", "nps_last_score": "nps",
+              "complaints_open": "complaints"}
+    by_group = group_contributions(contrib, groups)
+    assert by_group.loc[0, "purchases"] == pytest.approx(0.8) and by_group.loc[1, "purchases"] == pytest.approx(-0.3)
+    reasons = explain_contributions(contrib, groups, k=3)
+    assert reasons.loc[0, ["reason_group_1", "reason_group_2"]].tolist() == ["purchases", "nps"]
+    assert reasons.loc[0, "driver_1"] == "days_since_last_order" and reasons.loc[0, "driver_2"] == "nps_last_score"
+    # a group that lowers the risk is never phrased as a reason
+    assert pd.isna(reasons.loc[0, "reason_group_3"]) and pd.isna(reasons.loc[0, "driver_3"])
+    assert reasons.loc[1, "reason_group_1"] == "nps" and pd.isna(reasons.loc[1, "reason_group_2"])
+    assert list(top_reasons(by_group, 1).columns) == ["reason_group_1", "reason_group_1_contribution"]
