@@ -3,8 +3,10 @@
 The observation table is ``(customer_id, cutoff, label)`` over the population at each
 cutoff (``features.build.build_population``); features are joined to it, never the reverse.
 
-- Contractual data (a cancellations table): label 1 = a cancellation in ``(c, c + horizon]``.
-- Otherwise: label 1 = no order in ``(c, c + horizon]`` (the customer goes silent).
+- Contractual data (a cancellations table): label 1 = a cancellation in ``[c, c + horizon]``.
+- Otherwise: label 1 = no order in ``[c, c + horizon]`` (the customer goes silent).
+The window includes ``c`` itself: a fact stamped exactly at the cutoff is not known at the
+cutoff (features read strictly before it), so it belongs to the future being predicted.
 A cutoff whose window runs past the end of the data (the latest timestamp in any table)
 gets no labels.
 """
@@ -14,7 +16,7 @@ from collections.abc import Iterable
 
 import pandas as pd
 
-from features.build import _connect, _population_sql, is_contractual
+from features.build import build_population
 
 TIME_COLUMNS = {
     "orders": "ordered_at", "interactions": "occurred_at", "nps": "answered_at",
@@ -48,26 +50,12 @@ def build_labels(tables: dict[str, pd.DataFrame], cutoffs: Iterable[pd.Timestamp
                  active_window_days: int = 365) -> pd.DataFrame:
     """Observation table (customer_id, cutoff, label) for the population at each labelled cutoff.
 
-    Cutoffs whose ``(c, c + horizon]`` window is not fully observed are left out.
+    Cutoffs whose ``[c, c + horizon]`` window is not fully observed are left out.
     """
     end = data_end(tables)
     cutoffs = [c for c in pd.to_datetime(list(cutoffs)) if c + pd.Timedelta(days=horizon_days) <= end]
     if not cutoffs:
         return pd.DataFrame({"customer_id": pd.Series(dtype="str"), "cutoff": pd.Series(dtype="datetime64[us]"),
                              "label": pd.Series(dtype="int8")})
-    con = _connect(tables, cutoffs)
-    h = int(horizon_days)
-    if is_contractual(tables):
-        became_former = f"""EXISTS (SELECT 1 FROM cancellations x WHERE x.customer_id = p.customer_id
-                            AND x.cancelled_at > p.cutoff AND x.cancelled_at <= p.cutoff + INTERVAL {h} DAY)"""
-    else:
-        became_former = f"""NOT EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = p.customer_id
-                            AND o.ordered_at > p.cutoff AND o.ordered_at <= p.cutoff + INTERVAL {h} DAY)"""
-    sql = f"""
-        WITH p AS ({_population_sql(tables, active_window_days)})
-        SELECT p.customer_id, p.cutoff, CAST({became_former} AS TINYINT) AS label
-        FROM p ORDER BY p.cutoff, p.customer_id
-    """
-    labels = con.execute(sql).df()
-    con.close()
-    return labels
+    labels = build_population(tables, cutoffs, active_window_days=active_window_days, horizon_days=horizon_days)
+    return labels.assign(label=labels["label"].astype("int8"))

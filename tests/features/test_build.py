@@ -84,7 +84,7 @@ def test_orders_only_data_skips_groups_and_still_builds(tables):
     orders_only = {"orders": tables["orders"]}
     f = build_features(orders_only, [T("2024-03-02")])
     assert "days_since_last_order" in f and "nps_last_score" not in f
-    assert set(skipped_groups(orders_only)) == {"attention", "nps", "complaints", "attributes"}
+    assert set(skipped_groups(orders_only)) == {"attention", "nps", "complaints", "bank", "attributes"}
 
 
 def test_population_active_window_and_cancellations(tables):
@@ -104,8 +104,8 @@ def test_labels_no_order_within_horizon(tables):
     # 2024-02-25 + 14 days runs past the end of the data: no labels for that cutoff
     assert labels["cutoff"].unique().tolist() == [T("2024-01-15"), T("2024-02-01")]
     got = {(r.customer_id, r.cutoff): r.label for r in labels.itertuples()}
-    # a: nothing in (01-15, 01-29] -> former; the order at 02-01 is not in (02-01, 02-15] -> former
-    assert got == {("a", T("2024-01-15")): 1, ("a", T("2024-02-01")): 1}
+    # a: nothing in [01-15, 01-29] -> former; the order stamped at the 02-01 cutoff is in [02-01, 02-15]
+    assert got == {("a", T("2024-01-15")): 1, ("a", T("2024-02-01")): 0}
     labels = build_labels(tables, [T("2024-02-01")], horizon_days=30)
     assert labels["label"].tolist() == [0]  # a orders on 03-01, inside (02-01, 03-02]
 
