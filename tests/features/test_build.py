@@ -125,3 +125,61 @@ def test_labelled_cutoffs_are_month_starts_with_a_full_horizon(tables):
     cutoffs = labelled_cutoffs({"orders": orders}, horizon_days=60)
     assert cutoffs == [T("2024-02-01"), T("2024-03-01"), T("2024-04-01")]
     assert labelled_cutoffs({"orders": orders}, horizon_days=60, max_cutoffs=2) == [T("2024-03-01"), T("2024-04-01")]
+
+
+def test_attention_nps_complaints_bank_and_lifecycle_hand_computed(tables):
+    f = build_features(tables, [T("2024-03-01")])
+    a, b = row(f, "a"), row(f, "b")
+    # purchases
+    assert a["last_gap_days"] == 31 and a["max_gap_days"] == 31 and np.isnan(b["last_gap_days"])
+    # attention: first touch 4 days after the first order; b is still waiting (censored at 15 days)
+    assert (a["days_to_first_outbound"], a["first_outbound_observed"]) == (4, 1)
+    assert (b["days_to_first_outbound"], b["first_outbound_observed"]) == (15, 0)
+    # a's first 100 days (to 2024-04-10) are not over at the cutoff: missing, not zero
+    assert np.isnan(a["outbound_first_100d"]) and a["first_100d_observed"] == 0
+    # silence since the last order (02-01): 19 days to the login on 02-20, then 10 to the cutoff
+    assert a["longest_silence_days"] == 19 and b["longest_silence_days"] == 15
+    assert a["days_since_last_contact"] == 10
+    assert (a["outbound_30d"], a["outbound_90d"], a["inbound_30d"], a["outbound_total"]) == (0, 2, 1, 2)
+    assert a["channel_call_90d"] == 1 and a["days_since_call_90d"] == 41 and a["channel_login_90d"] == 1
+    assert b["channel_call_90d"] == 0 and np.isnan(b["days_since_call_90d"])
+    # NPS
+    assert a["nps_change"] == -5 and a["nps_never_answered"] == 0 and b["nps_never_answered"] == 1
+    # complaints
+    assert (a["complaints_total"], a["complaints_30d"], a["complaints_90d"], a["complaints_open"]) == (1, 0, 1, 0)
+    assert a["mean_days_to_resolve"] == 10 and a["days_since_last_complaint"] == 46
+    assert a["recovered_after_complaint"] == 1 and b["recovered_after_complaint"] == 0
+    assert b["open_complaint_days"] == 10 and np.isnan(b["mean_days_to_resolve"])
+    # emotional bank account: weight * 0.5 ** (age / 90) per event, minus 0.05 per open-complaint day
+    d = lambda w, age: w * 0.5 ** (age / 90)  # noqa: E731
+    bank_a = d(1, 60) + d(1, 29) + d(0.5, 56) + d(0.5, 41) + d(-2, 46) + d(1, 36) + d(2, 51) + d(-2, 20)
+    assert a["bank_balance"] == pytest.approx(bank_a)
+    assert b["bank_balance"] == pytest.approx(d(1, 15) + d(-2, 10) - 0.05 * 10)
+    # lifecycle: a regular whose last NPS is a detractor (60 days: acclimate); b bought 15 days ago
+    assert (a["lifecycle_stage"], a["coleman_phase"]) == ("regular", "acclimate")
+    assert (b["lifecycle_stage"], b["coleman_phase"]) == ("buyer", "activate")  # 15 days
+    assert 0 <= a["btyd_p_no_order_90d"] <= 1 and a["btyd_expected_orders_90d"] >= 0
+
+
+def test_bgnbd_recovers_known_parameters():
+    from features import btyd
+
+    rng = np.random.default_rng(0)
+    n, (r, alpha, a, b) = 5000, (0.25, 4.0, 0.8, 2.5)
+    lam, p = rng.gamma(r, 1 / alpha, n), rng.beta(a, b, n)
+    T = np.full(n, 39.0)
+    x, t_x = np.zeros(n), np.zeros(n)
+    alive, t = np.ones(n, bool), np.zeros(n)
+    for _ in range(200):  # vectorised over customers: next purchase, then a coin for dropping out
+        t = t + rng.exponential(1 / lam)
+        buy = alive & (t <= T)
+        x[buy] += 1
+        t_x[buy] = t[buy]
+        alive = buy & (rng.random(n) >= p)
+    fitted = btyd.fit_bgnbd(x, t_x, T)
+    assert fitted.r == pytest.approx(r, rel=0.2) and fitted.alpha == pytest.approx(alpha, rel=0.3)
+    no_buy = btyd.p_no_purchase(fitted, x, t_x, T, 13)
+    assert ((no_buy >= 0) & (no_buy <= 1)).all()
+    # one-time buyers are 'alive' by construction, but the chance they stay silent is high
+    assert (btyd.p_alive(fitted, x, t_x, T)[x == 0] == 1).all()
+    assert no_buy[x == 0].mean() > no_buy[x >= 3].mean()
