@@ -452,15 +452,14 @@ def lifecycle_stage(orders_total: pd.Series, nps_category_: pd.Series | None) ->
 def _btyd_features(frame: pd.DataFrame, config: FeatureConfig) -> pd.DataFrame:
     """BG/NBD fitted per cutoff on that cutoff's own history, applied to every client."""
     horizon_weeks = config.btyd_horizon_days / 7.0
-    h = config.btyd_horizon_days
-    out = pd.DataFrame(index=frame.index, columns=[f"btyd_p_no_order_{h}d", f"btyd_expected_orders_{h}d", "btyd_p_alive"],
+    out = pd.DataFrame(index=frame.index, columns=["btyd_p_no_order", "btyd_expected_orders", "btyd_p_alive"],
                        dtype="float64")
     for cutoff, rows in frame.groupby("cutoff", sort=True).groups.items():
         part = frame.loc[rows]
         x, t_x, T = (part[c].to_numpy(dtype=float) for c in ("btyd_x", "btyd_t_x", "btyd_T"))
         params = btyd.fit_bgnbd(x, t_x, T, sample=config.btyd_sample)
-        out.loc[rows, f"btyd_p_no_order_{h}d"] = btyd.p_no_purchase(params, x, t_x, T, horizon_weeks)
-        out.loc[rows, f"btyd_expected_orders_{h}d"] = btyd.expected_purchases(params, x, t_x, T, horizon_weeks)
+        out.loc[rows, "btyd_p_no_order"] = btyd.p_no_purchase(params, x, t_x, T, horizon_weeks)
+        out.loc[rows, "btyd_expected_orders"] = btyd.expected_purchases(params, x, t_x, T, horizon_weeks)
         out.loc[rows, "btyd_p_alive"] = btyd.p_alive(params, x, t_x, T)
     return out
 
@@ -532,7 +531,8 @@ def _finish(out: pd.DataFrame, tables: dict[str, pd.DataFrame], config: FeatureC
         derived["bank_balance"] = out["_bank_events"] - w.open_complaint_day * open_days
     channel_cols = [c for c in out.columns if c.startswith("channel_")]
     out[channel_cols] = out[channel_cols].fillna(0)
-    out = out.assign(**derived)
+    # a fixed row order makes every order-sensitive step (the BG/NBD fit) reproducible
+    out = out.assign(**derived).sort_values(KEYS[::-1], kind="stable").reset_index(drop=True)
     if config.btyd and len(out):
         out = pd.concat([out, _btyd_features(out, config)], axis=1)
     customers = tables.get("customers")

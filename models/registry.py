@@ -123,6 +123,11 @@ def log_training_run(model: ChurnClassifier, *, experiment: str, model_name: str
                        aliases=(CHALLENGER, CHAMPION), tracking_uri=mlflow.get_tracking_uri())
 
 
+def input_columns(loaded) -> list[str]:
+    """The column names of a loaded pyfunc's input signature."""
+    return loaded.metadata.get_input_schema().input_names()
+
+
 def load_model(model_name: str, *, alias: str = CHAMPION, uri: str | None = None):
     """Load the registered pyfunc (``models:/<name>@<alias>``, or an explicit ``uri``) and its version."""
     uri = uri or f"models:/{model_name}@{alias}"

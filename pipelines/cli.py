@@ -146,7 +146,7 @@ def features(
         _contract_errors(exc)
     for group, why in skipped_groups(result.tables).items():
         err.print(f"[yellow]skipped feature group {group}:[/yellow] {why}")
-    table = build_features(result.tables, [when], active_window_days=settings.features.active_window_days)
+    table = build_features(result.tables, [when], config=settings.feature_config())
     write_frame(table, out)
     console.print(f"{len(table):,} clients x {table.shape[1] - 2} features at {when.date()} -> {out}", highlight=False)
 

@@ -15,6 +15,7 @@ from prefect.cache_policies import NO_CACHE
 
 from features import build, labels
 from features.catalogue import catalogue_frame
+from features.config import FeatureConfig
 from features.contract import ValidatedData, format_summary, load_data, write_quarantine
 from features.io import write_frame
 from models import evaluate, registry, score, train
@@ -51,9 +52,9 @@ def validate_task(data_dir: Path, out_dir: Path) -> ValidatedData:
 
 
 @task(cache_policy=NO_CACHE)
-def features_task(tables: dict, cutoffs: list[pd.Timestamp], active_window_days: int,
-                  population: pd.DataFrame | None = None) -> pd.DataFrame:
-    return build.build_features(tables, cutoffs, active_window_days=active_window_days, population=population)
+def features_task(tables: dict, cutoffs: list[pd.Timestamp], config: FeatureConfig,
+                  population: pd.DataFrame | None = None, channels: list[str] | None = None) -> pd.DataFrame:
+    return build.build_features(tables, cutoffs, config=config, population=population, channels=channels)
 
 
 @task(cache_policy=NO_CACHE)
@@ -90,12 +91,12 @@ def train_flow(data_dir: Path, settings: Settings, home: Path) -> TrainResult:
     validated = validate_task(data_dir, home / "validation")
     tables = validated.tables
     horizon = settings.labels.horizon_days
-    cutoffs = labels.labelled_cutoffs(tables, horizon, freq=settings.features.cutoff_frequency,
-                                      max_cutoffs=settings.features.max_cutoffs)
+    cutoffs = labels.labelled_cutoffs(tables, horizon, freq=settings.cutoffs.frequency,
+                                      max_cutoffs=settings.cutoffs.max_cutoffs)
     split = train.split_cutoffs(cutoffs, horizon_days=horizon, valid_cutoffs=settings.train.valid_cutoffs)
     used = [*split.train, *split.valid, split.test]
     observations = labels_task(tables, used, horizon, settings.features.active_window_days)
-    features = features_task(tables, used, settings.features.active_window_days,
+    features = features_task(tables, used, settings.feature_config(),
                              population=observations[["customer_id", "cutoff"]])
     frame = observations.merge(features, on=["customer_id", "cutoff"], how="left", validate="one_to_one")
     skipped = build.skipped_groups(tables)
@@ -147,9 +148,10 @@ def score_flow(data_dir: Path, out_dir: Path, settings: Settings, home: Path,
     validated = validate_task(data_dir, out_dir / "validation")
     tables = validated.tables
     as_of = pd.Timestamp(as_of) if as_of is not None else default_as_of(tables)
-    features = features_task(tables, [as_of], settings.features.active_window_days)
     registry.configure_tracking(home)
     model, version = registry.load_model(settings.registry.model_name, uri=model_uri)
+    channels = build.channel_list(registry.input_columns(model))
+    features = features_task(tables, [as_of], settings.feature_config(), channels=channels)
     scored = model.predict(features)
     at_risk = score.rank_at_risk(scored, features, as_of=as_of, model_version=version)
     parquet = write_frame(at_risk, out_dir / "at_risk.parquet")

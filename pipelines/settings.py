@@ -11,14 +11,15 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from features.config import FeatureConfig
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class FeatureSettings(_Section):
-    active_window_days: int = Field(365, gt=0, description="a customer with no order in this many days before a cutoff is no longer a client (non-contractual data)")
-    cutoff_frequency: str = Field("MS", description="pandas offset alias of the training cutoffs; MS = month start")
+class CutoffSettings(_Section):
+    frequency: str = Field("MS", description="pandas offset alias of the training cutoffs; MS = month start")
     max_cutoffs: int = Field(24, gt=0, description="at most this many of the latest labelled cutoffs are stacked into a training set")
 
 
@@ -55,7 +56,8 @@ class SimulateSettings(_Section):
 
 
 class Settings(_Section):
-    features: FeatureSettings = FeatureSettings()
+    features: FeatureConfig = FeatureConfig()
+    cutoffs: CutoffSettings = CutoffSettings()
     labels: LabelSettings = LabelSettings()
     train: TrainSettings = TrainSettings()
     registry: RegistrySettings = RegistrySettings()
@@ -68,9 +70,16 @@ class Settings(_Section):
         for key, value in dotted.items():
             if value is None:
                 continue
-            section, field = key.split(".", 1)
-            data[section][field] = value
+            *path, field = key.split(".")
+            target = data
+            for part in path:
+                target = target[part]
+            target[field] = value
         return Settings.model_validate(data)
+
+    def feature_config(self) -> FeatureConfig:
+        """The feature builder's settings, with the BG/NBD horizon set to the label horizon."""
+        return self.features.model_copy(update={"btyd_horizon_days": self.labels.horizon_days})
 
 
 class SettingsError(ValueError):

@@ -158,7 +158,7 @@ def test_attention_nps_complaints_bank_and_lifecycle_hand_computed(tables):
     # lifecycle: a regular whose last NPS is a detractor (60 days: acclimate); b bought 15 days ago
     assert (a["lifecycle_stage"], a["coleman_phase"]) == ("regular", "acclimate")
     assert (b["lifecycle_stage"], b["coleman_phase"]) == ("buyer", "activate")  # 15 days
-    assert 0 <= a["btyd_p_no_order_90d"] <= 1 and a["btyd_expected_orders_90d"] >= 0
+    assert 0 <= a["btyd_p_no_order"] <= 1 and a["btyd_expected_orders"] >= 0
 
 
 def test_bgnbd_recovers_known_parameters():
