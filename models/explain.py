@@ -21,9 +21,10 @@ def explain(model: ChurnClassifier, features: pd.DataFrame, *, top_k: int = 3) -
     return explain_contributions(contrib, {c: feature_group(c) for c in model.feature_names_}, top_k)
 
 
-def serving_model(model: ChurnClassifier, *, top_k: int = 3) -> ChurnRiskServing:
-    """The self-contained callable logged to MLflow for this fitted model."""
+def serving_model(model: ChurnClassifier, *, top_k: int = 3, calibrator=None) -> ChurnRiskServing:
+    """The self-contained callable logged to MLflow for this fitted (and calibrated) model."""
+    calibration = None if calibrator is None else (calibrator.x_.tolist(), calibrator.y_.tolist())
     return ChurnRiskServing(
         booster_model=model.booster_.model_to_string(), feature_names=model.feature_names_,
         categories=model.categories_, feature_groups={c: feature_group(c) for c in model.feature_names_},
-        num_iteration=int(model.best_iteration_), top_k=top_k)
+        num_iteration=int(model.best_iteration_), top_k=top_k, calibration=calibration)

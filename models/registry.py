@@ -3,6 +3,11 @@
 Tracking defaults to a SQLite store and an artifact folder under the run home
 (``.churn/mlflow``); ``MLFLOW_TRACKING_URI`` wins when set. Nothing is configured on
 import: flows call ``configure_tracking`` first.
+
+Registry policy: every new version gets the alias ``challenger``. It becomes ``champion``
+when there is no champion yet, or when it is at least as good as the current champion on
+the same test cutoff (the champion is re-scored on the challenger's test rows; the metric
+and the margin come from the config). The decision is recorded as version tags.
 """
 from __future__ import annotations
 
@@ -14,18 +19,20 @@ from pathlib import Path
 
 import cloudpickle
 import mlflow
+import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.models import ModelSignature, infer_signature
 from mlflow.types import ColSpec, Schema
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 import models.serving
 from models.explain import serving_model
-from models.train import ChurnClassifier
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 PASS_THROUGH = ("customer_id", "cutoff")
+GATE_METRICS = {"roc_auc": roc_auc_score, "pr_auc": average_precision_score}
 
 
 def configure_tracking(home: Path) -> str:
@@ -51,22 +58,31 @@ def ensure_experiment(name: str, home: Path) -> str:
 
 
 @dataclass(frozen=True)
+class GateDecision:
+    promoted: bool
+    metric: str
+    challenger_value: float
+    champion_version: str | None
+    champion_value: float | None
+    reason: str
+
+
+@dataclass(frozen=True)
 class LoggedModel:
     run_id: str
     model_uri: str
     version: str
     aliases: tuple[str, ...]
     tracking_uri: str
+    gate: GateDecision
 
 
 def pip_requirements() -> list[str]:
     """What a consumer needs to load the served model (pinned to this environment)."""
     import lightgbm
-    import numpy
-    import pandas
 
-    return [f"lightgbm=={lightgbm.__version__}", f"pandas=={pandas.__version__}",
-            f"numpy=={numpy.__version__}", f"cloudpickle=={cloudpickle.__version__}"]
+    return [f"lightgbm=={lightgbm.__version__}", f"pandas=={pd.__version__}",
+            f"numpy=={np.__version__}", f"cloudpickle=={cloudpickle.__version__}"]
 
 
 def _signature(example: pd.DataFrame, output: pd.DataFrame) -> ModelSignature:
@@ -77,19 +93,33 @@ def _signature(example: pd.DataFrame, output: pd.DataFrame) -> ModelSignature:
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 
-def log_training_run(model: ChurnClassifier, *, experiment: str, model_name: str, home: Path,
-                     params: dict, metrics: dict[str, float], config: dict, tags: dict[str, str],
-                     input_example: pd.DataFrame, artifacts: dict[str, pd.DataFrame | str] | None = None,
-                     top_k: int = 3) -> LoggedModel:
-    """Log one training as an MLflow run, register the model and give it its aliases.
+def to_model_input(features: pd.DataFrame) -> pd.DataFrame:
+    """A feature table as the served model's signature expects it: categoricals as text."""
+    out = features.copy()
+    for c in out.columns:
+        if isinstance(out[c].dtype, pd.CategoricalDtype):
+            out[c] = out[c].astype("object").where(out[c].notna(), "none").astype(str)
+        elif c == "cutoff":
+            out[c] = out[c].astype(str)
+    return out
 
-    The model is a pyfunc: feature table in, ``risk`` and the top reason groups out. Its code
-    (``models.serving``) is pickled by value, so loading it needs no code from this repository.
-    The new version is ``challenger``; it becomes ``champion`` (this foundation has no gate yet:
-    the latest trained model serves).
+
+def log_training_run(report, *, experiment: str, model_name: str, home: Path, params: dict, config: dict,
+                     tags: dict[str, str], test_inputs: pd.DataFrame, artifacts: dict[str, pd.DataFrame | str | Path] | None = None,
+                     top_k: int = 3, gate_metric: str = "roc_auc", gate_margin: float = 0.0) -> LoggedModel:
+    """Log one training (a ``models.train.TrainingReport``) as an MLflow run, register the model,
+    give it the ``challenger`` alias and apply the champion gate.
+
+    ``test_inputs``: the test cutoff's feature rows (with customer_id), in the order of
+    ``report.test_scores``; used for the input example and to re-score the champion.
+    The model is a pyfunc: feature table in, calibrated ``risk`` and the top reason groups
+    out. Its code (``models.serving``) is pickled by value, so loading it needs no code from
+    this repository.
     """
     experiment_id = ensure_experiment(experiment, home)
-    served = serving_model(model, top_k=top_k)
+    served = serving_model(report.model, top_k=top_k, calibrator=report.calibrator)
+    example = to_model_input(test_inputs.head(5))
+    metrics = {k: float(v) for k, v in report.metrics.items() if v is not None and np.isfinite(v)}
     cloudpickle.register_pickle_by_value(models.serving)
     try:
         with mlflow.start_run(experiment_id=experiment_id) as run:
@@ -98,29 +128,117 @@ def log_training_run(model: ChurnClassifier, *, experiment: str, model_name: str
             mlflow.set_tags(tags)
             mlflow.log_dict(config, "config.json")
             for name, value in (artifacts or {}).items():
-                if isinstance(value, pd.DataFrame):
-                    with tempfile.TemporaryDirectory() as tmp:
-                        path = Path(tmp) / name
-                        value.to_csv(path, index=False)
-                        mlflow.log_artifact(str(path))
-                else:
-                    mlflow.log_text(value, name)
-            example = input_example.copy()
-            for c in example.columns:
-                if isinstance(example[c].dtype, pd.CategoricalDtype):
-                    example[c] = example[c].astype("object").fillna("none").astype(str)
-            signature = _signature(example, served(example))
+                _log_artifact(name, value)
             info = mlflow.pyfunc.log_model(
-                name="model", python_model=served, signature=signature, input_example=example,
-                pip_requirements=pip_requirements())
+                name="model", python_model=served, signature=_signature(example, served(example)),
+                input_example=example, pip_requirements=pip_requirements())
     finally:
         cloudpickle.unregister_pickle_by_value(models.serving)
     client = MlflowClient()
-    version = mlflow.register_model(info.model_uri, model_name).version
+    version = str(mlflow.register_model(info.model_uri, model_name).version)
     client.set_registered_model_alias(model_name, CHALLENGER, version)
-    client.set_registered_model_alias(model_name, CHAMPION, version)
-    return LoggedModel(run_id=run.info.run_id, model_uri=info.model_uri, version=str(version),
-                       aliases=(CHALLENGER, CHAMPION), tracking_uri=mlflow.get_tracking_uri())
+    labels = report.test_scores["label"].to_numpy()
+    decision = apply_gate(model_name, version, challenger_value=float(GATE_METRICS[gate_metric](labels, report.test_scores["risk"])),
+                          test_inputs=test_inputs, labels=labels, metric=gate_metric, margin=gate_margin)
+    aliases = (CHALLENGER, CHAMPION) if decision.promoted else (CHALLENGER,)
+    return LoggedModel(run_id=run.info.run_id, model_uri=info.model_uri, version=version, aliases=aliases,
+                       tracking_uri=mlflow.get_tracking_uri(), gate=decision)
+
+
+def _log_artifact(name: str, value) -> None:
+    if isinstance(value, Path):
+        mlflow.log_artifact(str(value))
+    elif isinstance(value, pd.DataFrame):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / name
+            value.to_csv(path, index=False)
+            mlflow.log_artifact(str(path))
+    else:
+        mlflow.log_text(value, name)
+
+
+def _champion_version(model_name: str):
+    try:
+        return MlflowClient().get_model_version_by_alias(model_name, CHAMPION)
+    except mlflow.exceptions.MlflowException:
+        return None
+
+
+def apply_gate(model_name: str, version: str, *, challenger_value: float, test_inputs: pd.DataFrame, labels,
+               metric: str = "roc_auc", margin: float = 0.0) -> GateDecision:
+    """Promote ``version`` to champion if there is none, or if it scores at least the champion's
+    value + ``margin`` on the same test rows. Records the decision as version tags."""
+    client = MlflowClient()
+    champion = _champion_version(model_name)
+    if champion is None:
+        decision = GateDecision(True, metric, challenger_value, None, None, "first model: no champion yet")
+    else:
+        try:
+            loaded = mlflow.pyfunc.load_model(f"models:/{model_name}/{champion.version}")
+            champion_risk = loaded.predict(to_model_input(test_inputs))["risk"].to_numpy()
+            champion_value = float(GATE_METRICS[metric](labels, champion_risk))
+        except Exception as exc:  # the champion cannot read this feature table: it cannot defend its title
+            decision = GateDecision(True, metric, challenger_value, str(champion.version), None,
+                                    f"champion v{champion.version} could not score this test cutoff ({type(exc).__name__}: {exc})")
+        else:
+            promoted = challenger_value >= champion_value + margin
+            verdict = "at least as good as" if promoted else "worse than"
+            decision = GateDecision(promoted, metric, challenger_value, str(champion.version), champion_value,
+                                    f"{metric} {challenger_value:.4f} is {verdict} champion v{champion.version}'s "
+                                    f"{champion_value:.4f} + margin {margin} on the same test rows")
+    tags = {"gate_metric": metric, "gate_challenger_value": f"{challenger_value:.6f}", "gate_decision":
+            "promoted" if decision.promoted else "refused", "gate_reason": decision.reason}
+    if decision.champion_value is not None:
+        tags["gate_champion_value"] = f"{decision.champion_value:.6f}"
+    for key, value in tags.items():
+        client.set_model_version_tag(model_name, version, key, value)
+    if decision.promoted:
+        promote(model_name, version, reason=decision.reason)
+    return decision
+
+
+def promote(model_name: str, version: str, *, reason: str = "promoted by hand") -> None:
+    """Make ``version`` the champion, remembering the one it replaces (for rollback)."""
+    client = MlflowClient()
+    client.get_model_version(model_name, str(version))  # raises if it does not exist
+    previous = _champion_version(model_name)
+    if previous is not None and str(previous.version) != str(version):
+        client.set_model_version_tag(model_name, str(version), "previous_champion", str(previous.version))
+    client.set_model_version_tag(model_name, str(version), "champion_reason", reason)
+    client.set_registered_model_alias(model_name, CHAMPION, str(version))
+
+
+def rollback(model_name: str) -> tuple[str, str]:
+    """Give the champion alias back to the version the current champion replaced.
+    Returns (from_version, to_version)."""
+    client = MlflowClient()
+    current = _champion_version(model_name)
+    if current is None:
+        raise LookupError(f"model {model_name!r} has no champion to roll back")
+    previous = current.tags.get("previous_champion")
+    if not previous:
+        raise LookupError(f"champion v{current.version} of {model_name!r} replaced no earlier champion: nothing to roll back to")
+    client.set_registered_model_alias(model_name, CHAMPION, previous)
+    client.set_model_version_tag(model_name, previous, "champion_reason", f"rollback from v{current.version}")
+    return str(current.version), str(previous)
+
+
+def list_versions(model_name: str) -> pd.DataFrame:
+    """Every version of the registered model with its aliases, test metrics and gate decision."""
+    client = MlflowClient()
+    aliases: dict[str, list[str]] = {}
+    for alias, version in client.get_registered_model(model_name).aliases.items():
+        aliases.setdefault(str(version), []).append(alias)
+    rows = []
+    for v in client.search_model_versions(f"name = '{model_name}'"):
+        run = client.get_run(v.run_id) if v.run_id else None
+        m = run.data.metrics if run else {}
+        rows.append({"version": int(v.version), "aliases": ",".join(sorted(aliases.get(str(v.version), []))),
+                     "created": pd.Timestamp(v.creation_timestamp, unit="ms").strftime("%Y-%m-%d %H:%M"),
+                     "test_cutoff": (run.data.tags.get("test_cutoff") if run else None),
+                     "test_roc_auc": m.get("test_roc_auc"), "test_pr_auc": m.get("test_pr_auc"),
+                     "gate": v.tags.get("gate_decision"), "run_id": v.run_id})
+    return pd.DataFrame(rows).sort_values("version", ascending=False).reset_index(drop=True) if rows else pd.DataFrame(rows)
 
 
 def input_columns(loaded) -> list[str]:
@@ -139,4 +257,10 @@ def load_model(model_name: str, *, alias: str = CHAMPION, uri: str | None = None
     version = None
     if uri.startswith("models:/") and "@" in uri:
         version = str(MlflowClient().get_model_version_by_alias(model_name, alias).version)
+    elif uri.startswith("models:/"):
+        version = uri.rsplit("/", 1)[-1]
     return loaded, version
+
+
+def run_json(obj) -> str:
+    return json.dumps(obj, indent=2, default=str)

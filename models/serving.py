@@ -11,6 +11,11 @@ import numpy as np
 import pandas as pd
 
 
+def apply_calibration(raw_risk, x, y) -> np.ndarray:
+    """Map raw model probabilities through a fitted monotone calibration curve (x -> y)."""
+    return np.interp(np.asarray(raw_risk, dtype=float), x, y)
+
+
 def group_contributions(contrib: pd.DataFrame, feature_groups: dict[str, str]) -> pd.DataFrame:
     """Sum per-feature log-odds contributions into one column per driver group."""
     cols = [c for c in contrib.columns if c != "bias"]
@@ -26,10 +31,14 @@ def top_reasons(contrib: pd.DataFrame, k: int = 3, *, prefix: str = "reason_grou
     order = np.argsort(-values, axis=1, kind="stable")[:, :k]
     top_vals = np.take_along_axis(values, order, axis=1)
     out = {}
-    for i in range(order.shape[1]):
-        positive = top_vals[:, i] > 0
-        out[f"{prefix}_{i + 1}"] = np.where(positive, names[order[:, i]], None)
-        out[f"{prefix}_{i + 1}_contribution"] = np.where(positive, top_vals[:, i], np.nan)
+    for i in range(k):  # always k reasons; fewer groups than k leave the rest empty
+        if i < order.shape[1]:
+            positive = top_vals[:, i] > 0
+            out[f"{prefix}_{i + 1}"] = np.where(positive, names[order[:, i]], None)
+            out[f"{prefix}_{i + 1}_contribution"] = np.where(positive, top_vals[:, i], np.nan)
+        else:
+            out[f"{prefix}_{i + 1}"] = np.full(len(values), None, dtype=object)
+            out[f"{prefix}_{i + 1}_contribution"] = np.full(len(values), np.nan)
     return pd.DataFrame(out, index=contrib.index)
 
 
@@ -53,18 +62,24 @@ def explain_contributions(contrib: pd.DataFrame, feature_groups: dict[str, str],
 class ChurnRiskServing:
     """Callable pyfunc body: ``model(features) -> DataFrame(risk, reason_group_1..k, ...)``.
 
+    ``risk`` is the calibrated probability of becoming a former client within the horizon;
+    reasons come from TreeSHAP on the raw model (calibration is monotone, so it does not
+    change which drivers push a customer's risk up).
+
     ``features``: one row per customer with the training feature columns (extra columns,
     such as customer_id and cutoff, are passed through when present).
     """
 
     def __init__(self, booster_model: str, feature_names: list[str], categories: dict[str, list[str]],
-                 feature_groups: dict[str, str], num_iteration: int, top_k: int = 3):
+                 feature_groups: dict[str, str], num_iteration: int, top_k: int = 3,
+                 calibration: tuple[list[float], list[float]] | None = None):
         self.booster_model = booster_model
         self.feature_names = feature_names
         self.categories = categories
         self.feature_groups = feature_groups
         self.num_iteration = num_iteration
         self.top_k = top_k
+        self.calibration = calibration
         self._booster = None
 
     def _prepare(self, X: pd.DataFrame) -> pd.DataFrame:
@@ -84,6 +99,8 @@ class ChurnRiskServing:
             self._booster = lgb.Booster(model_str=self.booster_model)
         X = self._prepare(model_input)
         risk = self._booster.predict(X, num_iteration=self.num_iteration)
+        if self.calibration is not None:
+            risk = apply_calibration(risk, *self.calibration)
         contrib = pd.DataFrame(self._booster.predict(X, num_iteration=self.num_iteration, pred_contrib=True),
                                index=X.index, columns=[*self.feature_names, "bias"])
         reasons = explain_contributions(contrib, self.feature_groups, self.top_k)

@@ -117,3 +117,73 @@ def train_model(frame: pd.DataFrame, split: CutoffSplit, feature_cols: list[str]
     if train["label"].nunique() < 2:
         raise ValueError("the training cutoffs hold only one label value; the model cannot learn from them")
     return ChurnClassifier(**params).fit(train[feature_cols], train["label"], valid[feature_cols], valid["label"])
+
+
+@dataclass
+class TrainingReport:
+    """A fitted, calibrated model and its holdout evaluation on the test cutoff."""
+    model: ChurnClassifier
+    calibrator: "RiskCalibrator"
+    split: CutoffSplit
+    metrics: dict[str, float]
+    test_scores: pd.DataFrame
+    breakdowns: dict[str, pd.DataFrame]
+
+
+def fit_evaluate(frame: pd.DataFrame, split: CutoffSplit, feature_cols: list[str], params: dict, *,
+                 calibration: str = "isotonic", capacity: int | None = None,
+                 baselines: bool = True) -> TrainingReport:
+    """Fit on the training cutoffs, early-stop and calibrate on the validation cutoffs, evaluate
+    the model and the baselines on the test cutoff (the same rows for all)."""
+    from models import baselines as bl
+    from models.calibrate import RiskCalibrator
+    from models.evaluate import classification_metrics, metrics_by
+
+    model = train_model(frame, split, feature_cols, **params)
+    valid = frame[frame["cutoff"].isin(split.valid)]
+    calibrator = RiskCalibrator(calibration).fit(model.predict_proba(valid[feature_cols]), valid["label"])
+    test = frame[frame["cutoff"] == split.test]
+    raw = model.predict_proba(test[feature_cols])
+    scores = test[["customer_id", "cutoff", "label"]].assign(risk=calibrator.transform(raw), raw_risk=raw)
+    metrics = classification_metrics(scores["label"], scores["risk"], prefix="test_", capacity=capacity)
+    metrics |= {k: v for k, v in classification_metrics(scores["label"], raw, prefix="test_raw_").items()
+                if k in ("test_raw_ece", "test_raw_log_loss")}
+    if baselines:
+        train = frame[frame["cutoff"].isin(split.train)]
+        scores["baseline_recency"] = bl.recency_rule(test)
+        scores["baseline_logistic"] = bl.LogisticBaseline().fit(train[feature_cols], train["label"]).predict_proba(test[feature_cols])
+        btyd = bl.btyd_no_order(test)
+        if btyd is not None:
+            scores["baseline_btyd"] = btyd
+        for name in [c for c in scores.columns if c.startswith("baseline_")]:
+            m = classification_metrics(scores["label"], scores[name], capacity=capacity, probabilities=False)
+            for key in ("roc_auc", "pr_auc", "lift_top10"):
+                if key in m:
+                    metrics[f"{name}_{key}"] = m[key]
+                    metrics[f"lift_over_{name[9:]}_{key}"] = metrics[f"test_{key}"] - m[key]
+    metrics["best_iteration"] = float(model.best_iteration_)
+    metrics["train_rows"] = float(frame["cutoff"].isin(split.train).sum())
+    breakdowns = {}
+    for col in ("lifecycle_stage", "segment"):
+        if col in test.columns:
+            part = scores.assign(**{col: test[col].to_numpy()})
+            breakdowns[col] = metrics_by(part, "risk", col, capacity=None)
+    return TrainingReport(model=model, calibrator=calibrator, split=split, metrics=metrics, test_scores=scores,
+                          breakdowns=breakdowns)
+
+
+def backtest(frame: pd.DataFrame, cutoffs: list[pd.Timestamp], feature_cols: list[str], params: dict, *,
+             horizon_days: int, valid_cutoffs: int, folds: int, calibration: str = "isotonic") -> pd.DataFrame:
+    """Rolling-origin backtest: each of the last ``folds`` cutoffs in turn is the test cutoff,
+    with a model trained only on what was labelled before it. One row of metrics per fold."""
+    rows = []
+    cutoffs = sorted(pd.to_datetime(cutoffs))
+    for test in cutoffs[-folds:]:
+        try:
+            split = split_cutoffs([c for c in cutoffs if c <= test], horizon_days=horizon_days, valid_cutoffs=valid_cutoffs)
+        except ValueError:
+            continue
+        report = fit_evaluate(frame, split, feature_cols, params, calibration=calibration)
+        keep = {k: v for k, v in report.metrics.items() if k.startswith(("test_", "baseline_"))}
+        rows.append({"test_cutoff": test, "train_cutoffs": len(split.train), **keep})
+    return pd.DataFrame(rows)

@@ -14,11 +14,12 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from features import build, labels
-from features.catalogue import catalogue_frame
+from features.catalogue import catalogue_frame, feature_group
 from features.config import FeatureConfig
 from features.contract import ValidatedData, format_summary, load_data, write_quarantine
 from features.io import write_frame
 from models import evaluate, registry, score, train
+from models.card import model_card
 from pipelines.settings import Settings
 
 
@@ -31,6 +32,10 @@ class TrainResult:
     metrics: dict[str, float]
     cutoffs: dict[str, list[str]]
     skipped_groups: dict[str, str] = field(default_factory=dict)
+    promoted: bool = True
+    gate_reason: str = ""
+    model_card: str = ""
+    backtest: pd.DataFrame | None = None
 
 
 @dataclass
@@ -58,13 +63,18 @@ def features_task(tables: dict, cutoffs: list[pd.Timestamp], config: FeatureConf
 
 
 @task(cache_policy=NO_CACHE)
-def labels_task(tables: dict, cutoffs: list[pd.Timestamp], horizon_days: int, active_window_days: int) -> pd.DataFrame:
-    return labels.build_labels(tables, cutoffs, horizon_days=horizon_days, active_window_days=active_window_days)
+def fit_evaluate_task(frame: pd.DataFrame, split: train.CutoffSplit, feature_cols: list[str],
+                      settings: Settings) -> train.TrainingReport:
+    return train.fit_evaluate(frame, split, feature_cols, settings.train.model_params(),
+                              calibration=settings.train.calibration, capacity=settings.train.capacity)
 
 
 @task(cache_policy=NO_CACHE)
-def train_task(frame: pd.DataFrame, split: train.CutoffSplit, feature_cols: list[str], params: dict) -> train.ChurnClassifier:
-    return train.train_model(frame, split, feature_cols, **params)
+def backtest_task(frame: pd.DataFrame, cutoffs: list[pd.Timestamp], feature_cols: list[str],
+                  settings: Settings) -> pd.DataFrame:
+    return train.backtest(frame, cutoffs, feature_cols, settings.train.model_params(),
+                          horizon_days=settings.labels.horizon_days, valid_cutoffs=settings.train.valid_cutoffs,
+                          folds=settings.train.backtest_folds, calibration=settings.train.calibration)
 
 
 def data_fingerprint(validated: ValidatedData) -> dict:
@@ -82,57 +92,79 @@ def validate_flow(data_dir: Path, out_dir: Path) -> ValidatedData:
     return validate_task(data_dir, out_dir)
 
 
+@task(cache_policy=NO_CACHE)
+def training_set_task(tables: dict, settings: Settings) -> tuple[pd.DataFrame, list[pd.Timestamp]]:
+    """Labelled cutoffs -> observation table -> features joined to it."""
+    horizon = settings.labels.horizon_days
+    cutoffs = labels.labelled_cutoffs(tables, horizon, freq=settings.cutoffs.frequency,
+                                      max_cutoffs=settings.cutoffs.max_cutoffs)
+    observations = labels.build_labels(tables, cutoffs, horizon_days=horizon,
+                                       active_window_days=settings.features.active_window_days)
+    features = build.build_features(tables, cutoffs, config=settings.feature_config(),
+                                    population=observations[["customer_id", "cutoff"]])
+    frame = observations.merge(features, on=["customer_id", "cutoff"], how="left", validate="one_to_one")
+    return frame, cutoffs
+
+
 @flow(name="train")
 def train_flow(data_dir: Path, settings: Settings, home: Path) -> TrainResult:
     """validate -> labelled cutoffs -> labels -> features -> purged time split -> LightGBM ->
-    holdout metrics on the latest labelled cutoff -> MLflow run + registered model."""
+    calibration -> holdout metrics and baselines on the latest labelled cutoff -> backtest ->
+    MLflow run + registered model (challenger; champion if it passes the gate)."""
     logger = get_run_logger()
     home = Path(home)
     validated = validate_task(data_dir, home / "validation")
     tables = validated.tables
-    horizon = settings.labels.horizon_days
-    cutoffs = labels.labelled_cutoffs(tables, horizon, freq=settings.cutoffs.frequency,
-                                      max_cutoffs=settings.cutoffs.max_cutoffs)
-    split = train.split_cutoffs(cutoffs, horizon_days=horizon, valid_cutoffs=settings.train.valid_cutoffs)
-    used = [*split.train, *split.valid, split.test]
-    observations = labels_task(tables, used, horizon, settings.features.active_window_days)
-    features = features_task(tables, used, settings.feature_config(),
-                             population=observations[["customer_id", "cutoff"]])
-    frame = observations.merge(features, on=["customer_id", "cutoff"], how="left", validate="one_to_one")
+    frame, cutoffs = training_set_task(tables, settings)
+    split = train.split_cutoffs(cutoffs, horizon_days=settings.labels.horizon_days,
+                                valid_cutoffs=settings.train.valid_cutoffs)
     skipped = build.skipped_groups(tables)
     for group, why in skipped.items():
         logger.warning("feature group %r skipped: %s", group, why)
     feature_cols = build.feature_columns(frame)
-    params = settings.train.model_dump(exclude={"valid_cutoffs"})
-    model = train_task(frame, split, feature_cols, params)
-
-    test = frame[frame["cutoff"] == split.test]
-    metrics = evaluate.classification_metrics(test["label"], model.predict_proba(test[feature_cols]), prefix="test_")
-    metrics |= evaluate.classification_metrics(test["label"], evaluate.recency_rule(test), prefix="baseline_recency_")
-    metrics = {k: v for k, v in metrics.items() if not k.startswith("baseline_recency_") or k.endswith(("roc_auc", "pr_auc"))}
-    metrics["best_iteration"] = float(model.best_iteration_)
-    metrics["train_rows"] = float(frame["cutoff"].isin(split.train).sum())
+    report = fit_evaluate_task(frame, split, feature_cols, settings)
+    metrics = report.metrics
+    backtest = backtest_task(frame, cutoffs, feature_cols, settings) if settings.train.backtest_folds else None
     cutoffs_used = {"train": [str(c.date()) for c in split.train], "valid": [str(c.date()) for c in split.valid],
                     "test": [str(split.test.date())]}
-    logger.info("test cutoff %s: ROC-AUC %.3f, PR-AUC %.3f (recency rule %.3f)", split.test.date(),
-                metrics.get("test_roc_auc", float("nan")), metrics.get("test_pr_auc", float("nan")),
+    logger.info("test cutoff %s: ROC-AUC %.3f, PR-AUC %.3f, ECE %.3f (BG/NBD %.3f, recency rule %.3f)",
+                split.test.date(), metrics.get("test_roc_auc", float("nan")), metrics.get("test_pr_auc", float("nan")),
+                metrics.get("test_ece", float("nan")), metrics.get("baseline_btyd_roc_auc", float("nan")),
                 metrics.get("baseline_recency_roc_auc", float("nan")))
 
+    test = frame[frame["cutoff"] == split.test]
+    fingerprint = data_fingerprint(validated)
+    plots_dir = home / "plots" / split.test.strftime("%Y-%m-%d")
+    plots = evaluate.save_plots(report.test_scores["label"], report.test_scores["risk"], plots_dir,
+                                baselines={k[9:]: report.test_scores[k].to_numpy() for k in report.test_scores
+                                           if k in ("baseline_logistic", "baseline_btyd")})
+    sample = test.sample(min(len(test), 2000), random_state=0)
+    plots |= evaluate.save_shap_plots(report.model.predict_contributions(sample[feature_cols]), sample[feature_cols],
+                                      {c: feature_group(c) for c in feature_cols}, plots_dir)
+    card = model_card(model_name=settings.registry.model_name, horizon_days=settings.labels.horizon_days,
+                      cutoffs=cutoffs_used, metrics=metrics, breakdowns=report.breakdowns, backtest=backtest,
+                      fingerprint=fingerprint, skipped_groups=skipped, contractual=build.is_contractual(tables))
+    artifacts = {"model_card.md": card, "feature_catalogue.csv": catalogue_frame(),
+                 "data_fingerprint.json": json.dumps(fingerprint, indent=2), "cutoffs.json": json.dumps(cutoffs_used, indent=2),
+                 "validation_summary.csv": validated.summary, **{f"{k}.png": v for k, v in plots.items()},
+                 **{f"metrics_by_{k}.csv": v for k, v in report.breakdowns.items()}}
+    if backtest is not None:
+        artifacts["backtest.csv"] = backtest
     tracking_uri = registry.configure_tracking(home)
     logged = registry.log_training_run(
-        model, experiment=settings.registry.experiment, model_name=settings.registry.model_name, home=home,
-        params={**params, "horizon_days": horizon, "active_window_days": settings.features.active_window_days,
-                "features": len(feature_cols)},
-        metrics=metrics, config=settings.model_dump(),
+        report, experiment=settings.registry.experiment, model_name=settings.registry.model_name, home=home,
+        params={**settings.train.model_params(), "horizon_days": settings.labels.horizon_days,
+                "active_window_days": settings.features.active_window_days, "features": len(feature_cols),
+                "calibration": settings.train.calibration},
+        config=settings.model_dump(),
         tags={"test_cutoff": str(split.test.date()), "data_dir": str(Path(data_dir).resolve())},
-        input_example=frame[["customer_id", *feature_cols]].head(5),
-        artifacts={"feature_catalogue.csv": catalogue_frame(),
-                   "data_fingerprint.json": json.dumps(data_fingerprint(validated), indent=2),
-                   "cutoffs.json": json.dumps(cutoffs_used, indent=2),
-                   "validation_summary.csv": validated.summary},
-        top_k=settings.score.top_reasons)
+        test_inputs=test[["customer_id", *feature_cols]], artifacts=artifacts, top_k=settings.score.top_reasons,
+        gate_metric=settings.registry.gate_metric, gate_margin=settings.registry.gate_margin)
+    logger.info("model version %s: %s", logged.version, logged.gate.reason)
     return TrainResult(run_id=logged.run_id, model_uri=logged.model_uri, version=logged.version,
-                       tracking_uri=tracking_uri, metrics=metrics, cutoffs=cutoffs_used, skipped_groups=skipped)
+                       tracking_uri=tracking_uri, metrics=metrics, cutoffs=cutoffs_used, skipped_groups=skipped,
+                       promoted=logged.gate.promoted, gate_reason=logged.gate.reason, model_card=card,
+                       backtest=backtest)
 
 
 def default_as_of(tables: dict) -> pd.Timestamp:
@@ -152,7 +184,7 @@ def score_flow(data_dir: Path, out_dir: Path, settings: Settings, home: Path,
     model, version = registry.load_model(settings.registry.model_name, uri=model_uri)
     channels = build.channel_list(registry.input_columns(model))
     features = features_task(tables, [as_of], settings.feature_config(), channels=channels)
-    scored = model.predict(features)
+    scored = model.predict(registry.to_model_input(features))
     at_risk = score.rank_at_risk(scored, features, as_of=as_of, model_version=version)
     parquet = write_frame(at_risk, out_dir / "at_risk.parquet")
     csv = write_frame(at_risk, out_dir / "at_risk.csv")

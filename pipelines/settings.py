@@ -39,11 +39,20 @@ class TrainSettings(_Section):
     bagging_fraction: float = Field(0.9, gt=0, le=1)
     bagging_freq: int = Field(1, ge=0)
     lambda_l2: float = Field(1.0, ge=0)
+    calibration: str = Field("isotonic", pattern="^(isotonic|platt)$", description="fitted on the validation cutoffs")
+    backtest_folds: int = Field(3, ge=0, description="rolling-origin backtest over the last N labelled cutoffs (0 = off)")
+    capacity: int = Field(500, gt=0, description="customers the retention team can call per cycle: recall is reported at this many")
+
+    def model_params(self) -> dict:
+        """The LightGBM classifier's hyper-parameters."""
+        return self.model_dump(exclude={"valid_cutoffs", "calibration", "backtest_folds", "capacity"})
 
 
 class RegistrySettings(_Section):
     experiment: str = "churn-risk"
     model_name: str = "churn-risk"
+    gate_metric: str = Field("roc_auc", pattern="^(roc_auc|pr_auc)$", description="metric a challenger must match to become champion")
+    gate_margin: float = Field(0.0, description="challenger >= champion + margin on the same test rows (negative = tolerance)")
 
 
 class ScoreSettings(_Section):

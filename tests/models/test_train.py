@@ -69,3 +69,5 @@ def test_group_sums_and_top_reasons_hand_computed():
     assert pd.isna(reasons.loc[0, "reason_group_3"]) and pd.isna(reasons.loc[0, "driver_3"])
     assert reasons.loc[1, "reason_group_1"] == "nps" and pd.isna(reasons.loc[1, "reason_group_2"])
     assert list(top_reasons(by_group, 1).columns) == ["reason_group_1", "reason_group_1_contribution"]
+    # fewer groups than reasons asked for: the missing ones are empty, not absent
+    assert pd.isna(top_reasons(by_group[["nps"]], 2)["reason_group_2"]).all()

@@ -1,0 +1,40 @@
+"""Probability calibration fitted on the validation cutoffs (never the test cutoff).
+
+A calibrated risk of 0.3 means about 30% of such customers become former clients. The
+fitted map is a monotone piecewise-linear curve (isotonic regression, or Platt scaling
+sampled on a grid) stored as two arrays, so the served model applies it with ``np.interp``
+and needs no scikit-learn.
+"""
+from __future__ import annotations
+
+import numpy as np
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
+
+from models.serving import apply_calibration
+
+
+class RiskCalibrator:
+    """scikit-learn style: ``method`` in ('isotonic', 'platt'); fitted state ``x_``, ``y_``."""
+
+    def __init__(self, method: str = "isotonic"):
+        self.method = method
+
+    def fit(self, raw_risk, label) -> "RiskCalibrator":
+        p = np.clip(np.asarray(raw_risk, dtype=float), 1e-6, 1 - 1e-6)
+        y = np.asarray(label, dtype=float)
+        if self.method == "isotonic":
+            iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(p, y)
+            self.x_, self.y_ = np.asarray(iso.X_thresholds_, float), np.asarray(iso.y_thresholds_, float)
+        elif self.method == "platt":
+            logit = np.log(p / (1 - p)).reshape(-1, 1)
+            lr = LogisticRegression(C=1e6).fit(logit, y)
+            self.x_ = np.linspace(0, 1, 1001)[1:-1]
+            grid = np.log(self.x_ / (1 - self.x_)).reshape(-1, 1)
+            self.y_ = lr.predict_proba(grid)[:, 1]
+        else:
+            raise ValueError(f"unknown calibration method {self.method!r}: use isotonic or platt")
+        return self
+
+    def transform(self, raw_risk) -> np.ndarray:
+        return apply_calibration(raw_risk, self.x_, self.y_)
