@@ -176,11 +176,19 @@ def train(
 
 def _print_training(result) -> None:
     m = result.metrics
-    console.print(f"test cutoff {result.cutoffs['test'][0]}: ROC-AUC {m.get('test_roc_auc', float('nan')):.3f}, "
-                  f"PR-AUC {m.get('test_pr_auc', float('nan')):.3f} "
-                  f"(recency rule ROC-AUC {m.get('baseline_recency_roc_auc', float('nan')):.3f}) "
-                  f"on {int(m['test_rows']):,} clients", highlight=False)
-    console.print(f"model version {result.version} registered as champion: {result.model_uri}", highlight=False)
+    nan = float("nan")
+    console.print(f"test cutoff {result.cutoffs['test'][0]} ({int(m['test_rows']):,} clients, "
+                  f"{m['test_base_rate']:.1%} left): ROC-AUC {m.get('test_roc_auc', nan):.3f}, "
+                  f"PR-AUC {m.get('test_pr_auc', nan):.3f}, calibration error {m.get('test_ece', nan):.3f}", highlight=False)
+    for name, label in (("btyd", "BG/NBD P(no order)"), ("logistic", "logistic regression"), ("recency", "recency rule")):
+        if f"baseline_{name}_roc_auc" in m:
+            console.print(f"  baseline {label}: ROC-AUC {m[f'baseline_{name}_roc_auc']:.3f}, "
+                          f"PR-AUC {m[f'baseline_{name}_pr_auc']:.3f}", highlight=False)
+    if result.backtest is not None and len(result.backtest):
+        folds = ", ".join(f"{r.test_cutoff.date()}: {r.test_roc_auc:.3f}" for r in result.backtest.itertuples())
+        console.print(f"  backtest ROC-AUC by test cutoff: {folds}", highlight=False)
+    status = "champion" if result.promoted else "challenger (the champion stays)"
+    console.print(f"model version {result.version} is {status}: {result.gate_reason}", highlight=False)
     console.print(f"MLflow run {result.run_id} in {result.tracking_uri}", highlight=False)
 
 
@@ -209,6 +217,72 @@ def score(
         raise typer.Exit(2) from exc
     console.print(f"{result.rows:,} clients scored as of {result.as_of.date()} with model version "
                   f"{result.model_version}: {result.parquet} and {result.csv}", highlight=False)
+
+
+registry_app = typer.Typer(no_args_is_help=True, help="See and move the registry's aliases: champion (what `score` uses) and challenger.")
+app.add_typer(registry_app, name="registry")
+
+
+def _registry_setup(config: Optional[Path], home: Path):
+    settings = _settings(config)
+    home = prepare_environment(home)
+    from models import registry
+
+    registry.configure_tracking(home)
+    return settings, registry
+
+
+@registry_app.command("list")
+def registry_list(config: ConfigOpt = None, home: HomeOpt = Path(".churn")):
+    """Every registered version with its aliases, test metrics and gate decision."""
+    from rich.table import Table
+
+    settings, registry = _registry_setup(config, home)
+    try:
+        versions = registry.list_versions(settings.registry.model_name)
+    except Exception as exc:  # MLflow raises its own exception types for an unknown model
+        err.print(f"[red]no registered model {settings.registry.model_name!r}:[/red] train one with `churn train --data DIR`")
+        raise typer.Exit(2) from exc
+    table = Table(title=f"{settings.registry.model_name} ({len(versions)} versions)")
+    for col in versions.columns:
+        table.add_column(col)
+    for row in versions.itertuples(index=False):
+        table.add_row(*["" if v is None or (isinstance(v, float) and v != v) else (f"{v:.3f}" if isinstance(v, float) else str(v)) for v in row])
+    console.print(table)
+
+
+@registry_app.command("promote")
+def registry_promote(version: Annotated[str, typer.Argument(help="Model version to make champion.")],
+                     reason: Annotated[str, typer.Option("--reason", help="Why (recorded as a version tag).")] = "promoted by hand",
+                     config: ConfigOpt = None, home: HomeOpt = Path(".churn")):
+    """Make VERSION the champion (overriding the gate); the previous champion is remembered for rollback."""
+    settings, registry = _registry_setup(config, home)
+    try:
+        registry.promote(settings.registry.model_name, version, reason=reason)
+    except Exception as exc:
+        err.print(f"[red]cannot promote version {version} of {settings.registry.model_name!r}:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    console.print(f"version {version} of {settings.registry.model_name} is now champion")
+
+
+@registry_app.command("rollback")
+def registry_rollback(config: ConfigOpt = None, home: HomeOpt = Path(".churn")):
+    """Give the champion alias back to the version the current champion replaced."""
+    settings, registry = _registry_setup(config, home)
+    try:
+        old, new = registry.rollback(settings.registry.model_name)
+    except LookupError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    console.print(f"champion rolled back from version {old} to version {new}")
+
+
+@app.command()
+def catalogue():
+    """Print the feature catalogue (name, group, unit, definition, domain idea) as markdown."""
+    from features.catalogue import catalogue_markdown
+
+    print(catalogue_markdown())
 
 
 @app.command()

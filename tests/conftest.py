@@ -6,6 +6,7 @@ prefect or mlflow (both read their settings at import).
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -27,6 +28,10 @@ def pytest_configure(config):
         "MLFLOW_TRACKING_URI": f"sqlite:///{_SESSION_DIR / 'mlflow.db'}",
     })
     os.environ.pop("PREFECT_API_URL", None)
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(_SESSION_DIR, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
