@@ -185,7 +185,10 @@ def score_flow(data_dir: Path, out_dir: Path, settings: Settings, home: Path,
     channels = build.channel_list(registry.input_columns(model))
     features = features_task(tables, [as_of], settings.feature_config(), channels=channels)
     scored = model.predict(registry.to_model_input(features))
-    at_risk = score.rank_at_risk(scored, features, as_of=as_of, model_version=version)
+    s = settings.score
+    at_risk = score.build_at_risk(scored, features, as_of=as_of, model_version=version, rank_by=s.rank_by,
+                                  tiers=s.tiers.model_dump(), actionable_share=s.actionable_share,
+                                  explain_all=s.explain_all, actions=s.actions, top_k=s.top_reasons)
     parquet = write_frame(at_risk, out_dir / "at_risk.parquet")
     csv = write_frame(at_risk, out_dir / "at_risk.csv")
     get_run_logger().info("scored %d clients as of %s -> %s", len(at_risk), as_of.date(), parquet)

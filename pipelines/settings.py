@@ -55,8 +55,20 @@ class RegistrySettings(_Section):
     gate_margin: float = Field(0.0, description="challenger >= champion + margin on the same test rows (negative = tolerance)")
 
 
+class TierSettings(_Section):
+    mode: str = Field("thresholds", pattern="^(thresholds|capacity)$", description="by calibrated risk, or by outreach capacity")
+    high: float = Field(0.5, ge=0, le=1, description="risk at or above this is high (thresholds mode)")
+    medium: float = Field(0.2, ge=0, le=1, description="risk at or above this is medium (thresholds mode)")
+    capacity: int = Field(500, gt=0, description="capacity mode: the first N are high, the next N medium")
+
+
 class ScoreSettings(_Section):
-    top_reasons: int = Field(3, ge=1, le=10)
+    top_reasons: int = Field(3, ge=1, le=3)
+    rank_by: str = Field("risk", pattern="^(risk|value_at_risk)$", description="rank the list by risk or by value at risk")
+    tiers: TierSettings = TierSettings()
+    actionable_share: float = Field(0.2, gt=0, le=1, description="reasons in words for this top share of the list")
+    explain_all: bool = Field(False, description="reasons in words for every client")
+    actions: dict[str, str] = Field(default_factory=dict, description="overrides of models.reasons.DEFAULT_ACTIONS by reason key")
 
 
 class SimulateSettings(_Section):
