@@ -241,6 +241,18 @@ def list_versions(model_name: str) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values("version", ascending=False).reset_index(drop=True) if rows else pd.DataFrame(rows)
 
 
+def version_metrics(model_name: str, version: str | None) -> dict[str, float]:
+    """The training-run metrics of a registered version (empty when unknown)."""
+    if version is None:
+        return {}
+    client = MlflowClient()
+    try:
+        run_id = client.get_model_version(model_name, str(version)).run_id
+        return dict(client.get_run(run_id).data.metrics) if run_id else {}
+    except mlflow.exceptions.MlflowException:
+        return {}
+
+
 def input_columns(loaded) -> list[str]:
     """The column names of a loaded pyfunc's input signature."""
     return loaded.metadata.get_input_schema().input_names()

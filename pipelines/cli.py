@@ -216,7 +216,9 @@ def score(
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
     console.print(f"{result.rows:,} clients scored as of {result.as_of.date()} with model version "
-                  f"{result.model_version}: {result.parquet} and {result.csv}", highlight=False)
+                  f"{result.model_version}:", highlight=False)
+    for path in (result.html, result.xlsx, result.csv, result.parquet):
+        console.print(f"  {path}", highlight=False)
 
 
 registry_app = typer.Typer(no_args_is_help=True, help="See and move the registry's aliases: champion (what `score` uses) and challenger.")
@@ -299,7 +301,8 @@ def demo(
     trained, scored = demo_flow(settings, home)
     _print_training(trained)
     console.print(f"\nAt-risk list ({scored.rows:,} clients as of {scored.as_of.date()}):", highlight=False)
-    console.print(f"  {scored.csv}\n  {scored.parquet}", highlight=False)
+    for path in (scored.html, scored.xlsx, scored.csv, scored.parquet):
+        console.print(f"  {path}", highlight=False)
     console.print(f"Browse the run: mlflow ui --backend-store-uri {trained.tracking_uri}", highlight=False)
 
 

@@ -18,8 +18,8 @@ from features.catalogue import catalogue_frame, feature_group
 from features.config import FeatureConfig
 from features.contract import ValidatedData, format_summary, load_data, write_quarantine
 from features.io import write_frame
-from models import evaluate, registry, score, train
-from models.card import model_card
+from models import evaluate, registry, report, score, train
+from models.card import markdown_table, model_card
 from pipelines.settings import Settings
 
 
@@ -42,6 +42,8 @@ class TrainResult:
 class ScoreResult:
     parquet: Path
     csv: Path
+    xlsx: Path
+    html: Path
     rows: int
     as_of: pd.Timestamp
     model_version: str | None
@@ -175,7 +177,8 @@ def default_as_of(tables: dict) -> pd.Timestamp:
 @flow(name="score")
 def score_flow(data_dir: Path, out_dir: Path, settings: Settings, home: Path,
                as_of: pd.Timestamp | None = None, model_uri: str | None = None) -> ScoreResult:
-    """validate -> features as of ``as_of`` -> registered model -> ranked at-risk list (Parquet + CSV)."""
+    """validate -> champion model -> features as of ``as_of`` -> ranked at-risk list with reasons
+    and actions (Parquet, CSV, Excel, HTML report) -> Prefect artifacts."""
     home, out_dir = Path(home), Path(out_dir)
     validated = validate_task(data_dir, out_dir / "validation")
     tables = validated.tables
@@ -189,10 +192,28 @@ def score_flow(data_dir: Path, out_dir: Path, settings: Settings, home: Path,
     at_risk = score.build_at_risk(scored, features, as_of=as_of, model_version=version, rank_by=s.rank_by,
                                   tiers=s.tiers.model_dump(), actionable_share=s.actionable_share,
                                   explain_all=s.explain_all, actions=s.actions, top_k=s.top_reasons)
-    parquet = write_frame(at_risk, out_dir / "at_risk.parquet")
-    csv = write_frame(at_risk, out_dir / "at_risk.csv")
-    get_run_logger().info("scored %d clients as of %s -> %s", len(at_risk), as_of.date(), parquet)
-    return ScoreResult(parquet=parquet, csv=csv, rows=len(at_risk), as_of=as_of, model_version=version)
+    metrics = registry.version_metrics(settings.registry.model_name, version)
+    paths = report.write_outputs(at_risk, out_dir, model_version=version, metrics=metrics, as_of=as_of)
+    publish_artifacts(at_risk, as_of, version)
+    get_run_logger().info("scored %d clients as of %s -> %s", len(at_risk), as_of.date(), out_dir)
+    return ScoreResult(parquet=paths["parquet"], csv=paths["csv"], xlsx=paths["xlsx"], html=paths["html"],
+                       rows=len(at_risk), as_of=as_of, model_version=version)
+
+
+def publish_artifacts(at_risk: pd.DataFrame, as_of: pd.Timestamp, version: str | None, top: int = 20) -> None:
+    """The top of the list and a summary as Prefect artifacts (visible in the Prefect UI)."""
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    head = at_risk.head(top)[["rank", "customer_id", "risk", "tier", "reason_1", "action"]]
+    rows = [{k: (round(v, 4) if isinstance(v, float) else ("" if v is None else str(v))) for k, v in r.items()}
+            for r in head.to_dict("records")]
+    create_table_artifact(key="at-risk-top", table=rows, description=f"Top {top} clients at risk as of {as_of.date()}")
+    stages = report.stage_summary(at_risk)
+    lines = [f"# At-risk list as of {as_of.date()} (model version {version})", "",
+             f"- clients scored: {len(at_risk):,}", f"- high tier: {int((at_risk['tier'] == 'high').sum()):,}",
+             f"- expected to leave within the horizon: {at_risk['risk'].sum():,.0f}",
+             f"- value at risk: {at_risk['value_at_risk'].sum():,.0f}", "", markdown_table(stages)]
+    create_markdown_artifact(key="at-risk-summary", markdown="\n".join(lines))
 
 
 @task(cache_policy=NO_CACHE)
