@@ -1,0 +1,83 @@
+"""One small end-to-end run of the demo path through the Prefect flows, plus the CLI."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from features.simulate import simulate, write_dataset
+from pipelines.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("data")
+    write_dataset(simulate(1500, seed=3), folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def settings():
+    return Settings().with_overrides(**{"train.num_boost_round": 150, "train.backtest_folds": 1,
+                                        "registry.model_name": "e2e", "registry.experiment": "e2e"})
+
+
+@pytest.fixture(scope="module")
+def trained(prefect_harness, data_dir, settings, tmp_path_factory):
+    from pipelines.flows import train_flow
+
+    home = tmp_path_factory.mktemp("home")
+    return train_flow(data_dir, settings, home), home
+
+
+def test_training_learns_and_registers_a_champion(trained):
+    result, _ = trained
+    m = result.metrics
+    assert m["test_roc_auc"] > 0.7, m
+    assert m["test_roc_auc"] > m["baseline_recency_roc_auc"]
+    assert result.promoted and result.version == "1"
+    assert result.cutoffs["test"][0] > max(result.cutoffs["valid"]) > max(result.cutoffs["train"])
+    assert "## Holdout metrics" in result.model_card
+    assert len(result.backtest) == 1
+
+
+def test_scoring_writes_a_ranked_complete_list(trained, data_dir, settings, tmp_path):
+    from pipelines.flows import score_flow
+
+    _, home = trained
+    result = score_flow(data_dir, tmp_path / "out", settings, home)
+    at_risk = pd.read_parquet(result.parquet)
+    csv = pd.read_csv(result.csv)
+    assert len(at_risk) == len(csv) == result.rows > 0
+    # every client at the scoring date, once, ranked by risk
+    assert at_risk["customer_id"].is_unique
+    assert at_risk["rank"].tolist() == list(range(1, len(at_risk) + 1))
+    assert at_risk["risk"].is_monotonic_decreasing and at_risk["risk"].between(0, 1).all()
+    assert at_risk["model_version"].eq("1").all()
+    top = at_risk.head(int(0.2 * len(at_risk)))
+    assert top["reason_1"].notna().all() and top["action"].notna().all()
+    for path in (result.xlsx, result.html):
+        assert path.stat().st_size > 0
+    assert not list(tmp_path.glob("out/.*.tmp"))
+
+
+def test_cli_validate_reports_fatal_problems_with_exit_code_2(tmp_path):
+    from pipelines.cli import app
+
+    (tmp_path / "data").mkdir()
+    pd.DataFrame({"order_id": ["1"], "customer_id": ["a"], "ordered_at": ["2024-01-01"]}).to_csv(
+        tmp_path / "data" / "orders.csv", index=False)
+    result = CliRunner().invoke(app, ["validate", "--data", str(tmp_path / "data"), "--home", str(tmp_path / "home")])
+    assert result.exit_code == 2
+    assert "orders: missing required column 'amount'" in result.output
+
+
+def test_cli_features_writes_one_row_per_client(data_dir, tmp_path):
+    from pipelines.cli import app
+
+    out = tmp_path / "features.parquet"
+    result = CliRunner().invoke(app, ["features", "--data", str(data_dir), "--cutoff", "2025-06-01", "--out", str(out),
+                                      "--home", str(tmp_path / "home")])
+    assert result.exit_code == 0, result.output
+    table = pd.read_parquet(out)
+    assert table["customer_id"].is_unique and (table["cutoff"] == pd.Timestamp("2025-06-01")).all()
