@@ -25,7 +25,7 @@ class RiskCalibrator:
         y = np.asarray(label, dtype=float)
         if self.method == "isotonic":
             iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(p, y)
-            self.x_, self.y_ = np.asarray(iso.X_thresholds_, float), np.asarray(iso.y_thresholds_, float)
+            self.x_, self.y_ = _block_centres(np.asarray(iso.X_thresholds_, float), np.asarray(iso.y_thresholds_, float))
         elif self.method == "platt":
             logit = np.log(p / (1 - p)).reshape(-1, 1)
             lr = LogisticRegression(C=1e6).fit(logit, y)
@@ -38,3 +38,12 @@ class RiskCalibrator:
 
     def transform(self, raw_risk) -> np.ndarray:
         return apply_calibration(raw_risk, self.x_, self.y_)
+
+
+def _block_centres(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Isotonic regression is a step function: customers inside a step would tie, and a ranked
+    list would order them arbitrarily. Interpolating between the centres of the steps keeps
+    the calibration and makes the map strictly increasing, so ranks follow the model."""
+    starts = np.flatnonzero(np.r_[True, np.diff(y) != 0])
+    ends = np.r_[starts[1:], len(y)] - 1
+    return (x[starts] + x[ends]) / 2.0, y[starts]
