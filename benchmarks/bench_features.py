@@ -1,0 +1,112 @@
+"""Feature engine benchmark at 1,000,000 customers (about 30M events).
+
+Simulates the data once (cached under .churn/bench/), then times in separate processes
+(so each peak memory is its own): reading and validating the tables, a raw DuckDB scan of
+the columns the features need, the features at one cutoff, and a 12-cutoff training set
+(labels + features), with the BG/NBD fits timed separately. Prints a markdown table for
+benchmarks/README.md.
+
+    .venv/bin/python benchmarks/bench_features.py [--customers 1000000]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def phase(name: str, data: str, customers: int) -> dict:
+    """Run one measured phase in this process and return its figures."""
+    import duckdb
+    import pandas as pd
+
+    from features.build import build_features
+    from features.config import FeatureConfig
+    from features.contract import load_data
+    from features.labels import build_labels, labelled_cutoffs
+
+    t0 = time.perf_counter()
+    if name == "scan":
+        con = duckdb.connect()
+        cols = {"orders": "customer_id, ordered_at, amount, status", "interactions": "customer_id, occurred_at, direction, channel",
+                "nps": "customer_id, answered_at, score", "complaints": "customer_id, opened_at, resolved_at, severity, public",
+                "cancellations": "customer_id, cancelled_at"}
+        rows = 0
+        for table, c in cols.items():
+            rows += con.execute(f"SELECT count(*), count(DISTINCT customer_id) FROM (SELECT {c} FROM '{data}/{table}.parquet')").fetchone()[0]
+        return {"phase": name, "seconds": time.perf_counter() - t0, "rows": rows, **_mem()}
+    loaded = load_data(Path(data))
+    t_load = time.perf_counter() - t0
+    base_rss = _mem()["peak_rss_gb"]
+    tables = loaded.tables
+    if name == "load":
+        return {"phase": name, "seconds": t_load, "rows": int(loaded.summary["rows_read"].sum()), **_mem()}
+    cutoffs = labelled_cutoffs(tables, 90)
+    if name == "one_cutoff":
+        t1 = time.perf_counter()
+        f = build_features(tables, [cutoffs[-1]], config=FeatureConfig(btyd=False))
+        t2 = time.perf_counter()
+        build_features(tables, [cutoffs[-1]])
+        t3 = time.perf_counter()
+        return {"phase": name, "seconds": t2 - t1, "btyd_seconds": (t3 - t2) - (t2 - t1), "rows": len(f),
+                "columns": f.shape[1], "rss_after_load_gb": base_rss, **_mem()}
+    if name == "twelve_cutoffs":
+        t1 = time.perf_counter()
+        labels = build_labels(tables, cutoffs[-12:], horizon_days=90)
+        t2 = time.perf_counter()
+        f = build_features(tables, cutoffs[-12:], population=labels[["customer_id", "cutoff"]], config=FeatureConfig(btyd=False))
+        t3 = time.perf_counter()
+        return {"phase": name, "seconds": t3 - t1, "labels_seconds": t2 - t1, "rows": len(f), "rss_after_load_gb": base_rss, **_mem()}
+    raise ValueError(name)
+
+
+def _mem() -> dict:
+    return {"peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=1_000_000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--phase", help=argparse.SUPPRESS)
+    parser.add_argument("--data", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.phase:
+        print(json.dumps(phase(args.phase, args.data, args.customers)))
+        return
+    data = ROOT / ".churn" / "bench" / f"sim-{args.customers}-{args.seed}"
+    if not (data / "orders.parquet").exists():
+        from features.simulate import simulate, write_dataset
+
+        t0 = time.perf_counter()
+        tables = simulate(args.customers, args.seed, progress=True)
+        t_sim = time.perf_counter() - t0
+        write_dataset(tables, data)
+        events = sum(len(tables[t]) for t in ("orders", "interactions", "nps", "complaints", "cancellations"))
+        print(f"simulated {args.customers:,} customers, {events:,} events in {t_sim:.0f} s "
+              f"(+{time.perf_counter() - t0 - t_sim:.0f} s to write), peak {_mem()['peak_rss_gb']:.1f} GB", flush=True)
+        del tables
+    results = {}
+    for name in ("scan", "load", "one_cutoff", "twelve_cutoffs"):
+        out = subprocess.run([sys.executable, __file__, "--phase", name, "--data", str(data), "--customers", str(args.customers)],
+                             capture_output=True, text=True, check=True)
+        results[name] = json.loads(out.stdout.strip().splitlines()[-1])
+        print(json.dumps(results[name]), flush=True)
+    scan = results["scan"]["seconds"]
+    print(f"\n| step ({args.customers:,} customers, {results['scan']['rows']:,} rows) | wall s | peak RSS GB | x raw scan |")
+    print("|---|---|---|---|")
+    for name, label in (("scan", "raw DuckDB scan of the needed columns"), ("load", "read + validate (contract, quarantine)"),
+                        ("one_cutoff", "features, one cutoff (after load)"), ("twelve_cutoffs", "labels + features, 12 cutoffs (after load)")):
+        r = results[name]
+        print(f"| {label} | {r['seconds']:.1f} | {r['peak_rss_gb']:.1f} | {r['seconds'] / scan:.1f} |")
+    print(f"| BG/NBD fit + apply, one cutoff | {results['one_cutoff']['btyd_seconds']:.1f} | | |")
+
+
+if __name__ == "__main__":
+    main()
