@@ -31,7 +31,7 @@ from models.explain import serving_model
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
-PASS_THROUGH = ("customer_id", "cutoff")
+PASS_THROUGH = ("customer_id", "cutoff", "explain")
 GATE_METRICS = {"roc_auc": roc_auc_score, "pr_auc": average_precision_score}
 
 
@@ -118,7 +118,7 @@ def log_training_run(report, *, experiment: str, model_name: str, home: Path, pa
     """
     experiment_id = ensure_experiment(experiment, home)
     served = serving_model(report.model, top_k=top_k, calibrator=report.calibrator)
-    example = to_model_input(test_inputs.head(5))
+    example = to_model_input(test_inputs.head(5)).assign(explain=True)
     metrics = {k: float(v) for k, v in report.metrics.items() if v is not None and np.isfinite(v)}
     cloudpickle.register_pickle_by_value(models.serving)
     try:
@@ -175,7 +175,7 @@ def apply_gate(model_name: str, version: str, *, challenger_value: float, test_i
     else:
         try:
             loaded = mlflow.pyfunc.load_model(f"models:/{model_name}/{champion.version}")
-            champion_risk = loaded.predict(to_model_input(test_inputs))["risk"].to_numpy()
+            champion_risk = loaded.predict(to_model_input(test_inputs).assign(explain=False))["risk"].to_numpy()
             champion_value = float(GATE_METRICS[metric](labels, champion_risk))
         except Exception as exc:  # the champion cannot read this feature table: it cannot defend its title
             decision = GateDecision(True, metric, challenger_value, str(champion.version), None,

@@ -25,6 +25,19 @@ def assign_tiers(risk: pd.Series, rank: pd.Series, *, mode: str = "thresholds", 
     return pd.Series(np.select([p >= high, p >= medium], ["high", "medium"], "low"), index=risk.index)
 
 
+def rows_to_explain(risk: pd.Series, revenue: pd.Series, *, rank_by: str = "risk", actionable_share: float = 0.2,
+                    explain_all: bool = False) -> np.ndarray:
+    """Which rows get reasons: the actionable top ``actionable_share`` of the list in
+    ``rank_by`` order (or all rows). TreeSHAP is the cost of scoring, so only they pay it."""
+    if explain_all:
+        return np.ones(len(risk), bool)
+    key = risk.to_numpy(dtype=float) * (revenue.fillna(0.0).to_numpy(dtype=float) if rank_by == "value_at_risk" else 1.0)
+    n = int(np.ceil(actionable_share * len(key)))
+    wanted = np.zeros(len(key), bool)
+    wanted[np.argsort(-key, kind="stable")[:n]] = True
+    return wanted
+
+
 def build_at_risk(scored: pd.DataFrame, features: pd.DataFrame, *, as_of: pd.Timestamp, model_version: str | None,
                   rank_by: str = "risk", tiers: dict | None = None, actionable_share: float = 0.2,
                   explain_all: bool = False, actions: dict[str, str] | None = None, top_k: int = 3) -> pd.DataFrame:

@@ -66,8 +66,9 @@ class ChurnRiskServing:
     reasons come from TreeSHAP on the raw model (calibration is monotone, so it does not
     change which drivers push a customer's risk up).
 
-    ``features``: one row per customer with the training feature columns (extra columns,
-    such as customer_id and cutoff, are passed through when present).
+    ``features``: one row per customer with the training feature columns; customer_id and
+    cutoff are passed through when present; an optional boolean ``explain`` column asks for
+    reasons on those rows only (TreeSHAP is the expensive part).
     """
 
     def __init__(self, booster_model: str, feature_names: list[str], categories: dict[str, list[str]],
@@ -101,9 +102,16 @@ class ChurnRiskServing:
         risk = self._booster.predict(X, num_iteration=self.num_iteration)
         if self.calibration is not None:
             risk = apply_calibration(risk, *self.calibration)
-        contrib = pd.DataFrame(self._booster.predict(X, num_iteration=self.num_iteration, pred_contrib=True),
-                               index=X.index, columns=[*self.feature_names, "bias"])
+        # TreeSHAP is the cost of scoring: an optional boolean `explain` column limits it to the
+        # rows that need reasons (all rows when the column is absent)
+        wanted = (model_input["explain"].fillna(False).astype(bool).to_numpy() if "explain" in model_input.columns
+                  else np.ones(len(X), bool))
+        contrib = pd.DataFrame(0.0, index=X.index, columns=[*self.feature_names, "bias"])
+        if wanted.any():
+            contrib.loc[wanted] = self._booster.predict(X[wanted], num_iteration=self.num_iteration, pred_contrib=True)
         reasons = explain_contributions(contrib, self.feature_groups, self.top_k)
+        if not wanted.all():
+            reasons = reasons.astype("object").where(pd.Series(wanted, index=X.index), None, axis=0)
         out = pd.DataFrame({"risk": risk}, index=X.index).join(reasons)
         keys = [c for c in ("customer_id", "cutoff") if c in model_input.columns]
         return pd.concat([model_input[keys], out], axis=1).reset_index(drop=True)

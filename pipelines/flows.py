@@ -187,8 +187,13 @@ def score_flow(data_dir: Path, out_dir: Path, settings: Settings, home: Path,
     model, version = registry.load_model(settings.registry.model_name, uri=model_uri)
     channels = build.channel_list(registry.input_columns(model))
     features = features_task(tables, [as_of], settings.feature_config(), channels=channels)
-    scored = model.predict(registry.to_model_input(features.drop(columns="cutoff")))
     s = settings.score
+    inputs = registry.to_model_input(features.drop(columns="cutoff"))
+    first = model.predict(inputs.assign(explain=False))
+    revenue = features["amount_365d"] if "amount_365d" in features else pd.Series(0.0, index=features.index)
+    wanted = score.rows_to_explain(first["risk"], revenue, rank_by=s.rank_by, actionable_share=s.actionable_share,
+                                   explain_all=s.explain_all)
+    scored = model.predict(inputs.assign(explain=wanted))
     at_risk = score.build_at_risk(scored, features, as_of=as_of, model_version=version, rank_by=s.rank_by,
                                   tiers=s.tiers.model_dump(), actionable_share=s.actionable_share,
                                   explain_all=s.explain_all, actions=s.actions, top_k=s.top_reasons)

@@ -64,6 +64,13 @@ def test_pyfunc_round_trip_through_the_registry(trained, tmp_path):
     local = explain(good.model, test[cols])
     assert served["reason_group_1"].fillna("-").tolist() == local["reason_group_1"].fillna("-").tolist()
     assert served["customer_id"].tolist() == test["customer_id"].tolist()
+    # reasons only where asked for (TreeSHAP is the cost); the risk is the same either way
+    inputs = registry.to_model_input(test[["customer_id", *cols]])
+    ask = (np.arange(len(inputs)) % 2 == 0)
+    partial = loaded.predict(inputs.assign(explain=ask))
+    np.testing.assert_allclose(partial["risk"], served["risk"])
+    assert partial.loc[~ask, "reason_group_1"].isna().all()
+    assert partial.loc[ask, "reason_group_1"].fillna("-").tolist() == served.loc[ask, "reason_group_1"].fillna("-").tolist()
 
 
 def test_gate_refuses_a_worse_challenger_then_promote_and_rollback(trained, tmp_path):
