@@ -7,9 +7,16 @@ UV := $(VENV)/bin/uv
 RUN_ENV := DO_NOT_TRACK=true PREFECT_SERVER_ANALYTICS_ENABLED=false MLFLOW_DISABLE_TELEMETRY=true \
 	UV_COMPILE_BYTECODE=1 PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=120
 
-.PHONY: install demo test lock benchmark clean
+.PHONY: install browser demo test lock benchmark clean
 
 install: $(STAMP)
+
+# The HTML report is tested in a real headless browser: Debian's chromium and chromedriver.
+browser:
+	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || { \
+		echo "installing Debian's chromium and chromium-driver for the report's browser test"; \
+		SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -21,7 +28,7 @@ $(STAMP): requirements.lock pyproject.toml
 demo: $(STAMP)
 	$(RUN_ENV) $(VENV)/bin/churn demo
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(RUN_ENV) $(VENV)/bin/python -m pytest
 
 # Re-pin the dependencies after editing pyproject.toml (plain name==version lines, no URLs).
