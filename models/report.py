@@ -170,7 +170,7 @@ def write_html(at_risk: pd.DataFrame, path: Path, *, model_version: str | None, 
 <h2>Ranked list</h2>
 <input id="search" type="search" placeholder="Search customer, reason, action ...">
 {note}
-{_table(shown[cols], table_id="at-risk", formats={"risk": pct, "value_at_risk": lambda v: f"{v:,.0f}"})}
+{_table(shown[cols], table_id="at-risk", formats={"risk": pct, "value_at_risk": lambda v: f"{v:,.0f}", "last_nps": lambda v: f"{v:.0f}", "open_complaints": lambda v: f"{v:.0f}"})}
 <h2>Risk distribution</h2>
 {_svg_histogram(at_risk['risk'].to_numpy())}
 <h2>Main drivers across the base (leading reason group)</h2>
