@@ -23,6 +23,8 @@ from collections.abc import Iterable, Sequence
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from features import btyd
 from features.catalogue import BY_NAME, feature_group
@@ -57,8 +59,9 @@ class _Engine:
         self.con = duckdb.connect()
         self.con.execute("SET TimeZone = 'UTC'")
         self.con.execute("SET preserve_insertion_order = false")
-        ids = [tables[t]["customer_id"] for t in tables if "customer_id" in tables[t].columns]
-        self.ids = pd.Index(pd.unique(pd.concat(ids, ignore_index=True).astype("str")))
+        ids = [_arrow(tables[t]["customer_id"]) for t in tables if "customer_id" in tables[t].columns]
+        self.id_values = pc.unique(pa.chunked_array(ids, type=pa.string())) if ids else pa.array([], pa.string())
+        self.ids = pd.Index(self.id_values.to_pandas(), dtype="str")
         for name, frame in tables.items():
             self._register(name, frame)
         self._summaries()
@@ -67,7 +70,9 @@ class _Engine:
         self.con.close()
 
     def encode(self, customer_id: pd.Series) -> np.ndarray:
-        return self.ids.get_indexer(customer_id.astype("str")).astype("int32")
+        """Customer ids as int32 positions in ``ids`` (-1 when unknown), via Arrow's hash kernel."""
+        codes = pc.index_in(_arrow(customer_id), value_set=self.id_values)
+        return pc.fill_null(codes, -1).to_numpy(zero_copy_only=False).astype("int32")
 
     def _register(self, name: str, frame: pd.DataFrame) -> None:
         keep = {
@@ -77,11 +82,11 @@ class _Engine:
         }.get(name)
         if keep is None:
             return
-        cols = {"cid": self.encode(frame["customer_id"])}
+        cols = {"cid": pa.array(self.encode(frame["customer_id"]))}
         for col in keep:
             if col in frame.columns:
-                cols[col] = frame[col].to_numpy() if frame[col].dtype.kind in "Mfib" else frame[col].astype("object").to_numpy()
-        self.con.register(f"raw_{name}", pd.DataFrame(cols))
+                cols[col] = _arrow(frame[col])
+        self.con.register(f"raw_{name}", pa.table(cols))
 
     def _summaries(self) -> None:
         """Running per-customer summaries of each event table, computed once."""
@@ -367,6 +372,15 @@ class _Engine:
                 AND i.occurred_at < p.cutoff AND i.occurred_at >= p.cutoff - INTERVAL 90 DAY
             GROUP BY p.cid, p.cutoff
         """).df()
+
+
+def _arrow(series: pd.Series) -> pa.Array:
+    """A column as an Arrow array (zero-copy where pandas already holds Arrow data)."""
+    if pd.api.types.is_string_dtype(series) or series.dtype == object:
+        return pa.array(series.astype("str"), type=pa.string(), from_pandas=True)
+    if pd.api.types.is_bool_dtype(series):
+        return pa.array(series.astype("boolean"), from_pandas=True)
+    return pa.array(series, from_pandas=True)
 
 
 def _at0(col: str) -> str:
