@@ -30,6 +30,11 @@ def data_end(tables: dict[str, pd.DataFrame]) -> pd.Timestamp:
     return pd.Timestamp(max(ends))
 
 
+def default_as_of(tables: dict[str, pd.DataFrame]) -> pd.Timestamp:
+    """The scoring date by default: the end of the last day in the data (every fact is known)."""
+    return (data_end(tables) + pd.Timedelta(days=1)).normalize()
+
+
 def labelled_cutoffs(tables: dict[str, pd.DataFrame], horizon_days: int, *, freq: str = "MS",
                      max_cutoffs: int | None = None) -> list[pd.Timestamp]:
     """Cutoffs (every ``freq`` period start) whose label window ends within the data.

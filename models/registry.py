@@ -253,6 +253,13 @@ def version_metrics(model_name: str, version: str | None) -> dict[str, float]:
         return {}
 
 
+def download_artifacts(model_name: str, version: str, dst: Path) -> Path:
+    """The training run's artifacts (plots, model card, ...) of a registered version, copied to ``dst``."""
+    run_id = MlflowClient().get_model_version(model_name, str(version)).run_id
+    Path(dst).mkdir(parents=True, exist_ok=True)
+    return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="", dst_path=str(dst)))
+
+
 def input_columns(loaded) -> list[str]:
     """The column names of a loaded pyfunc's input signature."""
     return loaded.metadata.get_input_schema().input_names()

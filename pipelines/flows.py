@@ -169,11 +169,6 @@ def train_flow(data_dir: Path, settings: Settings, home: Path) -> TrainResult:
                        backtest=backtest)
 
 
-def default_as_of(tables: dict) -> pd.Timestamp:
-    """The end of the last day in the data: every recorded fact is known."""
-    return (labels.data_end(tables) + pd.Timedelta(days=1)).normalize()
-
-
 @flow(name="score")
 def score_flow(data_dir: Path, out_dir: Path, settings: Settings, home: Path,
                as_of: pd.Timestamp | None = None, model_uri: str | None = None) -> ScoreResult:
@@ -182,7 +177,7 @@ def score_flow(data_dir: Path, out_dir: Path, settings: Settings, home: Path,
     home, out_dir = Path(home), Path(out_dir)
     validated = validate_task(data_dir, out_dir / "validation")
     tables = validated.tables
-    as_of = pd.Timestamp(as_of) if as_of is not None else default_as_of(tables)
+    as_of = pd.Timestamp(as_of) if as_of is not None else labels.default_as_of(tables)
     registry.configure_tracking(home)
     model, version = registry.load_model(settings.registry.model_name, uri=model_uri)
     channels = build.channel_list(registry.input_columns(model))

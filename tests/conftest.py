@@ -46,3 +46,30 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="session")
+def sim_data(tmp_path_factory) -> Path:
+    """A small simulated company (1,500 customers) in the input contract."""
+    from features.simulate import simulate, write_dataset
+
+    folder = tmp_path_factory.mktemp("data")
+    write_dataset(simulate(1500, seed=3), folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def e2e_settings():
+    from pipelines.settings import Settings
+
+    return Settings().with_overrides(**{"train.num_boost_round": 150, "train.backtest_folds": 1,
+                                        "registry.model_name": "e2e", "registry.experiment": "e2e"})
+
+
+@pytest.fixture(scope="session")
+def trained(prefect_harness, sim_data, e2e_settings, tmp_path_factory):
+    """The train flow run once on the small company: (TrainResult, run folder)."""
+    from pipelines.flows import train_flow
+
+    home = tmp_path_factory.mktemp("home")
+    return train_flow(sim_data, e2e_settings, home), home

@@ -5,29 +5,16 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from features.simulate import simulate, write_dataset
-from pipelines.settings import Settings
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("data")
-    write_dataset(simulate(1500, seed=3), folder)
-    return folder
+def data_dir(sim_data):
+    return sim_data
 
 
 @pytest.fixture(scope="module")
-def settings():
-    return Settings().with_overrides(**{"train.num_boost_round": 150, "train.backtest_folds": 1,
-                                        "registry.model_name": "e2e", "registry.experiment": "e2e"})
-
-
-@pytest.fixture(scope="module")
-def trained(prefect_harness, data_dir, settings, tmp_path_factory):
-    from pipelines.flows import train_flow
-
-    home = tmp_path_factory.mktemp("home")
-    return train_flow(data_dir, settings, home), home
+def settings(e2e_settings):
+    return e2e_settings
 
 
 def test_training_learns_and_registers_a_champion(trained):
