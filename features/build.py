@@ -528,7 +528,8 @@ def build_features(tables: dict[str, pd.DataFrame], cutoffs: Iterable[pd.Timesta
 def _finish(out: pd.DataFrame, tables: dict[str, pd.DataFrame], config: FeatureConfig,
             channels: Sequence[str] | None) -> pd.DataFrame:
     """Derived features, zero-filled counts, attributes, dtypes and column order."""
-    derived = {"overdue_ratio": out["days_since_last_order"] / out["mean_gap_days"]}
+    gap = out["mean_gap_days"].where(out["mean_gap_days"] > 0)  # orders all on one day: no rhythm yet
+    derived = {"overdue_ratio": out["days_since_last_order"] / gap}
     category = nps_category(out["nps_last_score"]) if "nps_last_score" in out else None
     if category is not None:
         derived["nps_last_category"] = category
@@ -566,7 +567,7 @@ def _finish(out: pd.DataFrame, tables: dict[str, pd.DataFrame], config: FeatureC
         if categorical:
             result[name] = result[name].astype("object").where(result[name].notna(), None).astype("category")
         else:
-            result[name] = result[name].astype("float64")
+            result[name] = result[name].astype("float64").replace([np.inf, -np.inf], np.nan)
     return result.sort_values(KEYS[::-1], kind="stable").reset_index(drop=True)
 
 

@@ -47,7 +47,7 @@ CATALOGUE: tuple[Feature, ...] = (
     _f("last_gap_days", "purchases", "days", "days between the last two orders (missing with one order)", "the latest buying rhythm"),
     _f("max_gap_days", "purchases", "days", "longest gap between consecutive orders before the cutoff (missing with one order)", "how long this client has gone quiet before and come back"),
     _f("mean_gap_days", "purchases", "days", "mean days between consecutive orders (missing with one order)", "the customer's own buying cadence"),
-    _f("overdue_ratio", "purchases", "ratio", "days_since_last_order / mean_gap_days (missing with one order)", "how overdue the next order is by the customer's own rhythm"),
+    _f("overdue_ratio", "purchases", "ratio", "days_since_last_order / mean_gap_days (missing with one order, or all orders on one day)", "how overdue the next order is by the customer's own rhythm"),
     _f("btyd_p_no_order", "purchases", "probability", "BG/NBD probability of no order within the label horizon after the cutoff, parameters fitted on history before the cutoff", "buy-till-you-die: the strongest classical signal of a silent non-contractual churn"),
     _f("btyd_expected_orders", "purchases", "orders", "BG/NBD expected orders within the label horizon", "buy-till-you-die expected activity"),
     _f("btyd_p_alive", "purchases", "probability", "BG/NBD probability that the customer is still active (1 for one-time buyers by construction)", "buy-till-you-die; not a churn score on its own"),

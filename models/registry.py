@@ -145,6 +145,20 @@ def log_training_run(report, *, experiment: str, model_name: str, home: Path, pa
                        tracking_uri=mlflow.get_tracking_uri(), gate=decision)
 
 
+def log_trials(trials: pd.DataFrame, *, experiment: str, home: Path) -> str:
+    """A hyper-parameter search as a parent run with one nested run per trial; returns the parent's id."""
+    experiment_id = ensure_experiment(experiment, home)
+    with mlflow.start_run(experiment_id=experiment_id, run_name="tuning") as parent:
+        best = trials.loc[trials["valid_roc_auc"].idxmax()]
+        mlflow.log_metric("best_valid_roc_auc", float(best["valid_roc_auc"]))
+        mlflow.log_params({f"best_{k}": v for k, v in best.items() if k not in ("trial", "valid_roc_auc")})
+        for row in trials.to_dict("records"):
+            with mlflow.start_run(experiment_id=experiment_id, run_name=f"trial {row['trial']}", nested=True):
+                mlflow.log_params({k: v for k, v in row.items() if k not in ("valid_roc_auc",)})
+                mlflow.log_metric("valid_roc_auc", float(row["valid_roc_auc"]))
+    return parent.info.run_id
+
+
 def _log_artifact(name: str, value) -> None:
     if isinstance(value, Path):
         mlflow.log_artifact(str(value))

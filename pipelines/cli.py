@@ -156,6 +156,7 @@ def train(
     data: DataOpt,
     config: ConfigOpt = None,
     horizon_days: Annotated[Optional[int], typer.Option("--horizon-days", min=1, help="Label horizon (default from config: 90).")] = None,
+    tune: Annotated[int, typer.Option("--tune", min=0, help="Optuna trials of hyper-parameter search on the validation cutoffs (0 = off); trials are logged to MLflow.")] = 0,
     home: HomeOpt = Path(".churn"),
 ):
     """Train on every monthly cutoff whose label horizon is observed; test on the latest; register in MLflow."""
@@ -165,7 +166,7 @@ def train(
     from pipelines.flows import train_flow
 
     try:
-        result = train_flow(Path(data).resolve(), settings, home)
+        result = train_flow(Path(data).resolve(), settings, home, tune_trials=tune)
     except ContractError as exc:
         _contract_errors(exc)
     except ValueError as exc:

@@ -66,9 +66,23 @@ def features_task(tables: dict, cutoffs: list[pd.Timestamp], config: FeatureConf
 
 @task(cache_policy=NO_CACHE)
 def fit_evaluate_task(frame: pd.DataFrame, split: train.CutoffSplit, feature_cols: list[str],
-                      settings: Settings) -> train.TrainingReport:
-    return train.fit_evaluate(frame, split, feature_cols, settings.train.model_params(),
+                      settings: Settings, params: dict) -> train.TrainingReport:
+    return train.fit_evaluate(frame, split, feature_cols, params,
                               calibration=settings.train.calibration, capacity=settings.train.capacity)
+
+
+@task(cache_policy=NO_CACHE)
+def tune_task(frame: pd.DataFrame, split: train.CutoffSplit, feature_cols: list[str], settings: Settings,
+              n_trials: int, home: Path) -> dict:
+    """Optuna search on the validation cutoffs; the trials are logged to MLflow."""
+    from models.tune import tune
+
+    best, trials = tune(frame, split, feature_cols, settings.train.model_params(), n_trials=n_trials,
+                        seed=settings.train.seed)
+    registry.configure_tracking(home)
+    registry.log_trials(trials, experiment=settings.registry.experiment, home=home)
+    get_run_logger().info("tuning: best validation ROC-AUC %.4f over %d trials", trials["valid_roc_auc"].max(), len(trials))
+    return best
 
 
 @task(cache_policy=NO_CACHE)
@@ -109,7 +123,7 @@ def training_set_task(tables: dict, settings: Settings) -> tuple[pd.DataFrame, l
 
 
 @flow(name="train")
-def train_flow(data_dir: Path, settings: Settings, home: Path) -> TrainResult:
+def train_flow(data_dir: Path, settings: Settings, home: Path, tune_trials: int = 0) -> TrainResult:
     """validate -> labelled cutoffs -> labels -> features -> purged time split -> LightGBM ->
     calibration -> holdout metrics and baselines on the latest labelled cutoff -> backtest ->
     MLflow run + registered model (challenger; champion if it passes the gate)."""
@@ -124,7 +138,10 @@ def train_flow(data_dir: Path, settings: Settings, home: Path) -> TrainResult:
     for group, why in skipped.items():
         logger.warning("feature group %r skipped: %s", group, why)
     feature_cols = build.feature_columns(frame)
-    report = fit_evaluate_task(frame, split, feature_cols, settings)
+    params = settings.train.model_params()
+    if tune_trials:
+        params = tune_task(frame, split, feature_cols, settings, tune_trials, home)
+    report = fit_evaluate_task(frame, split, feature_cols, settings, params)
     metrics = report.metrics
     backtest = backtest_task(frame, cutoffs, feature_cols, settings) if settings.train.backtest_folds else None
     cutoffs_used = {"train": [str(c.date()) for c in split.train], "valid": [str(c.date()) for c in split.valid],
@@ -155,7 +172,7 @@ def train_flow(data_dir: Path, settings: Settings, home: Path) -> TrainResult:
     tracking_uri = registry.configure_tracking(home)
     logged = registry.log_training_run(
         report, experiment=settings.registry.experiment, model_name=settings.registry.model_name, home=home,
-        params={**settings.train.model_params(), "horizon_days": settings.labels.horizon_days,
+        params={**params, "tune_trials": tune_trials, "horizon_days": settings.labels.horizon_days,
                 "active_window_days": settings.features.active_window_days, "features": len(feature_cols),
                 "calibration": settings.train.calibration},
         config=settings.model_dump(),
