@@ -12,6 +12,7 @@ import pandas as pd
 from features.io import write_atomic, write_frame
 
 HTML_ROWS = 5000
+EXCEL_ROWS = 50_000  # a spreadsheet is for the actionable part; the full list is in CSV and Parquet
 
 
 def nps_score(scores: pd.Series) -> float:
@@ -41,10 +42,11 @@ def driver_summary(at_risk: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values("all_clients", ascending=False).rename_axis("leading_reason_group").reset_index()
 
 
-def write_excel(at_risk: pd.DataFrame, path: Path) -> Path:
-    """The list as a spreadsheet: formatted header, frozen first row, filters."""
+def write_excel(at_risk: pd.DataFrame, path: Path, max_rows: int = EXCEL_ROWS) -> Path:
+    """The list as a spreadsheet: formatted header, frozen first row, filters; the first
+    ``max_rows`` of the ranking (a note on a second sheet says so when the list is longer)."""
     def write(tmp: Path) -> None:
-        frame = at_risk.copy()
+        frame = at_risk.head(max_rows).copy()
         for col in frame.columns:
             if isinstance(frame[col].dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(frame[col]):
                 frame[col] = frame[col].dt.tz_localize(None) if hasattr(frame[col].dt, "tz") and frame[col].dt.tz else frame[col]
@@ -64,6 +66,10 @@ def write_excel(at_risk: pd.DataFrame, path: Path) -> Path:
             for row in sheet.iter_rows(min_row=2, min_col=frame.columns.get_loc("risk") + 1, max_col=frame.columns.get_loc("risk") + 1):
                 for cell in row:
                     cell.number_format = "0.0%"
+            if len(at_risk) > max_rows:
+                pd.DataFrame({"note": [f"The first {max_rows:,} of {len(at_risk):,} clients by rank; "
+                                       "the full list is in at_risk.csv and at_risk.parquet."]}).to_excel(
+                    writer, sheet_name="about", index=False)
     return write_atomic(Path(path), write)
 
 
