@@ -11,6 +11,18 @@ import numpy as np
 import pandas as pd
 
 
+def prepare_features(X: pd.DataFrame, feature_names: list[str], categories: dict[str, list[str]], *,
+                     errors: str = "coerce") -> pd.DataFrame:
+    """The model's columns in its order: categoricals with the categories frozen at fit time
+    (an unseen value becomes missing), everything else as float."""
+    missing = [c for c in feature_names if c not in X.columns]
+    if missing:
+        raise ValueError(f"the feature table lacks columns the model was trained on: {missing}")
+    cols = {c: (pd.Categorical(X[c].astype("object"), categories=categories[c]) if c in categories
+                else pd.to_numeric(X[c], errors=errors).astype("float64")) for c in feature_names}
+    return pd.DataFrame(cols, index=X.index)
+
+
 def apply_calibration(raw_risk, x, y) -> np.ndarray:
     """Map raw model probabilities through a fitted monotone calibration curve (x -> y)."""
     return np.interp(np.asarray(raw_risk, dtype=float), x, y)
@@ -84,16 +96,7 @@ class ChurnRiskServing:
         self._booster = None
 
     def _prepare(self, X: pd.DataFrame) -> pd.DataFrame:
-        missing = [c for c in self.feature_names if c not in X.columns]
-        if missing:
-            raise ValueError(f"input lacks the model's feature columns: {missing}")
-        cols = {}
-        for c in self.feature_names:
-            if c in self.categories:
-                cols[c] = pd.Categorical(X[c].astype("object"), categories=self.categories[c])
-            else:
-                cols[c] = pd.to_numeric(X[c], errors="coerce").astype("float64")
-        return pd.DataFrame(cols, index=X.index)
+        return prepare_features(X, self.feature_names, self.categories, errors="coerce")
 
     def __call__(self, model_input: pd.DataFrame) -> pd.DataFrame:
         if self._booster is None:

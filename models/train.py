@@ -13,6 +13,8 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from models.serving import prepare_features
+
 
 @dataclass(frozen=True)
 class CutoffSplit:
@@ -75,15 +77,7 @@ class ChurnClassifier:
 
     def prepare(self, X: pd.DataFrame) -> pd.DataFrame:
         """Select the fitted feature columns and apply the frozen categories."""
-        missing = [c for c in self.feature_names_ if c not in X.columns]
-        if missing:
-            raise ValueError(f"feature table lacks columns the model was trained on: {missing}")
-        X = X[self.feature_names_]
-        cats = {c: pd.Categorical(X[c].astype("object"), categories=cats_)
-                for c, cats_ in self.categories_.items()}
-        numeric = {c: pd.to_numeric(X[c], errors="raise").astype("float64")
-                   for c in self.feature_names_ if c not in self.categories_}
-        return pd.DataFrame({**numeric, **cats}, index=X.index)[self.feature_names_]
+        return prepare_features(X, self.feature_names_, self.categories_, errors="raise")
 
     def fit(self, X: pd.DataFrame, y: pd.Series, X_valid: pd.DataFrame, y_valid: pd.Series) -> "ChurnClassifier":
         self.feature_names_ = list(X.columns)
