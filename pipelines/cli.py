@@ -18,8 +18,8 @@ from rich.console import Console
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
                   help="Churn-risk pipeline: customer records -> point-in-time features -> LightGBM -> "
                        "ranked at-risk list with reasons.")
-console = Console()
-err = Console(stderr=True)
+console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, soft_wrap=True)
 
 HomeOpt = Annotated[Path, typer.Option("--home", envvar="CHURN_HOME",
                                        help="Folder for everything a run writes (Prefect state, MLflow store, reports).")]
