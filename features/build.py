@@ -421,7 +421,9 @@ def build_population(tables: dict[str, pd.DataFrame], cutoffs: Iterable[pd.Times
                      active_window_days: int = 365, horizon_days: int | None = None) -> pd.DataFrame:
     """Customers who are clients at each cutoff: frame (customer_id, cutoff), sorted; with
     ``horizon_days``, also their ``label`` (see ``features.labels``)."""
-    engine = _Engine(tables, FeatureConfig(active_window_days=active_window_days, btyd=False))
+    # the population and the labels read orders and cancellations only
+    needed = {k: v for k, v in tables.items() if k in ("orders", "cancellations")}
+    engine = _Engine(needed, FeatureConfig(active_window_days=active_window_days, btyd=False))
     try:
         pop = engine.population(sorted(pd.to_datetime(list(cutoffs))))
         if horizon_days is not None:
