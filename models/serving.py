@@ -31,8 +31,10 @@ def apply_calibration(raw_risk, x, y) -> np.ndarray:
 def group_contributions(contrib: pd.DataFrame, feature_groups: dict[str, str]) -> pd.DataFrame:
     """Sum per-feature log-odds contributions into one column per driver group."""
     cols = [c for c in contrib.columns if c != "bias"]
-    groups = pd.Series({c: feature_groups.get(c, "attributes") for c in cols})
-    return contrib[cols].T.groupby(groups.loc[cols].to_numpy(), sort=True).sum().T
+    names = np.asarray([feature_groups.get(c, "attributes") for c in cols], dtype=object)
+    groups = sorted(set(names))
+    onehot = (names[:, None] == np.asarray(groups, dtype=object)[None, :]).astype(float)
+    return pd.DataFrame(contrib[cols].to_numpy(dtype=float) @ onehot, index=contrib.index, columns=groups)
 
 
 def top_reasons(contrib: pd.DataFrame, k: int = 3, *, prefix: str = "reason_group") -> pd.DataFrame:
@@ -109,13 +111,12 @@ class ChurnRiskServing:
         # rows that need reasons (all rows when the column is absent)
         wanted = (model_input["explain"].fillna(False).astype(bool).to_numpy() if "explain" in model_input.columns
                   else np.ones(len(X), bool))
-        contrib = pd.DataFrame(0.0, index=X.index, columns=[*self.feature_names, "bias"])
-        if wanted.any():
-            contrib.loc[wanted] = self._booster.predict(X[wanted], num_iteration=self.num_iteration, pred_contrib=True)
+        subset = X[wanted]
+        contrib = pd.DataFrame(self._booster.predict(subset, num_iteration=self.num_iteration, pred_contrib=True)
+                               if len(subset) else np.empty((0, len(self.feature_names) + 1)),
+                               index=subset.index, columns=[*self.feature_names, "bias"])
         reasons = explain_contributions(contrib, self.feature_groups, self.top_k)
-        if not wanted.all():
-            reasons = reasons.astype("object").where(pd.Series(wanted, index=X.index), None, axis=0)
-        out = pd.DataFrame({"risk": risk}, index=X.index).join(reasons)
+        out = pd.DataFrame({"risk": risk}, index=X.index).join(reasons)  # rows not explained: empty reasons
         keys = [c for c in ("customer_id", "cutoff") if c in model_input.columns]
         return pd.concat([model_input[keys], out], axis=1).reset_index(drop=True)
 
