@@ -16,18 +16,15 @@ _SESSION_DIR = Path(tempfile.mkdtemp(prefix="churn-tests-"))
 
 
 def pytest_configure(config):
+    from pipelines.cli import prepare_environment
+
+    for key in ("PREFECT_HOME", "MPLCONFIGDIR", "PREFECT_API_URL", "MLFLOW_TRACKING_URI"):
+        os.environ.pop(key, None)  # the session's own folders, whatever the caller's shell says
+    prepare_environment(_SESSION_DIR)
     os.environ.update({
-        "DO_NOT_TRACK": "true",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "PREFECT_HOME": str(_SESSION_DIR / "prefect"),
-        "MPLCONFIGDIR": str(_SESSION_DIR / "matplotlib"),
-        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
         "PREFECT_LOGGING_LEVEL": "WARNING",
-        "GIT_PYTHON_REFRESH": "quiet",
         "MLFLOW_TRACKING_URI": f"sqlite:///{_SESSION_DIR / 'mlflow.db'}",
     })
-    os.environ.pop("PREFECT_API_URL", None)
 
 
 def pytest_unconfigure(config):
