@@ -167,9 +167,11 @@ def fit_evaluate(frame: pd.DataFrame, split: CutoffSplit, feature_cols: list[str
 
 
 def backtest(frame: pd.DataFrame, cutoffs: list[pd.Timestamp], feature_cols: list[str], params: dict, *,
-             horizon_days: int, valid_cutoffs: int, folds: int, calibration: str = "isotonic") -> pd.DataFrame:
+             horizon_days: int, valid_cutoffs: int, folds: int, calibration: str = "isotonic",
+             tune_trials: int = 0) -> pd.DataFrame:
     """Rolling-origin backtest: each of the last ``folds`` cutoffs in turn is the test cutoff,
-    with a model trained only on what was labelled before it. One row of metrics per fold."""
+    with a model trained only on what was labelled before it (and, with ``tune_trials``, its
+    hyper-parameters searched on that fold's validation cutoffs). One row of metrics per fold."""
     rows = []
     cutoffs = sorted(pd.to_datetime(cutoffs))
     for test in cutoffs[-folds:]:
@@ -177,7 +179,12 @@ def backtest(frame: pd.DataFrame, cutoffs: list[pd.Timestamp], feature_cols: lis
             split = split_cutoffs([c for c in cutoffs if c <= test], horizon_days=horizon_days, valid_cutoffs=valid_cutoffs)
         except ValueError:
             continue
-        report = fit_evaluate(frame, split, feature_cols, params, calibration=calibration)
+        fold_params = params
+        if tune_trials:
+            from models.tune import tune
+
+            fold_params, _ = tune(frame, split, feature_cols, params, n_trials=tune_trials, seed=params.get("seed", 42))
+        report = fit_evaluate(frame, split, feature_cols, fold_params, calibration=calibration)
         keep = {k: v for k, v in report.metrics.items() if k.startswith(("test_", "baseline_"))}
         rows.append({"test_cutoff": test, "train_cutoffs": len(split.train), **keep})
     return pd.DataFrame(rows)

@@ -24,3 +24,13 @@ def test_tuning_returns_the_best_trial_and_logs_every_trial(tmp_path):
     children = MlflowClient().search_runs([MlflowClient().get_run(parent).info.experiment_id],
                                           filter_string=f"tags.mlflow.parentRunId = '{parent}'")
     assert len(children) == 3
+
+
+def test_backtest_reports_one_row_per_fold_with_tuning():
+    from models.train import backtest
+
+    frame = synthetic_frame(n_per_cutoff=200)
+    cols = ["days_since_last_order", "nps_last_score", "noise", "segment"]
+    bt = backtest(frame, CUTOFFS, cols, {"num_boost_round": 30}, horizon_days=60, valid_cutoffs=2, folds=2, tune_trials=2)
+    assert bt["test_cutoff"].tolist() == CUTOFFS[-2:]
+    assert (bt["test_roc_auc"] > 0.7).all() and "baseline_recency_roc_auc" in bt
