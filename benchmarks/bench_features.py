@@ -24,7 +24,6 @@ ROOT = Path(__file__).resolve().parents[1]
 def phase(name: str, data: str, customers: int) -> dict:
     """Run one measured phase in this process and return its figures."""
     import duckdb
-    import pandas as pd
 
     from features.build import build_features
     from features.config import FeatureConfig

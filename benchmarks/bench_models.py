@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import time
 
-import pandas as pd
 
 from features.build import build_features, feature_columns
 from features.cdnow import load_cdnow_orders

@@ -96,9 +96,10 @@ def main() -> None:
         raise SystemExit(f"{data} is missing: run benchmarks/bench_features.py --customers {args.customers} first")
     big = load_data(data).tables
     as_of = default_as_of(big)
+    channels = channel_list(registry.input_columns(model))
     features = timed(f"features for {args.customers:,} customers (not part of scoring)",
-                     lambda: build_features(big, [as_of], channels=channel_list(registry.input_columns(model))), log)
-    del big
+                     lambda: build_features(big, [as_of], channels=channels), log)
+    big = None  # the validated tables are not needed for scoring
     scoring = []
     model, version = timed("load the registered model", lambda: registry.load_model("bench"), scoring)
     inputs = registry.to_model_input(features.drop(columns="cutoff"))

@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from features import btyd
-from features.catalogue import BY_NAME, feature_group
+from features.catalogue import BY_NAME
 from features.config import FeatureConfig
 
 KEYS = ["customer_id", "cutoff"]
@@ -470,7 +470,7 @@ def _btyd_features(frame: pd.DataFrame, config: FeatureConfig) -> pd.DataFrame:
     horizon_weeks = config.btyd_horizon_days / 7.0
     out = pd.DataFrame(index=frame.index, columns=["btyd_p_no_order", "btyd_expected_orders", "btyd_p_alive"],
                        dtype="float64")
-    for cutoff, rows in frame.groupby("cutoff", sort=True).groups.items():
+    for _cutoff, rows in frame.groupby("cutoff", sort=True).groups.items():
         part = frame.loc[rows]
         x, t_x, T = (part[c].to_numpy(dtype=float) for c in ("btyd_x", "btyd_t_x", "btyd_T"))
         params = btyd.fit_bgnbd(x, t_x, T, sample=config.btyd_sample)

@@ -8,12 +8,16 @@ earlier fold.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
 from models.serving import prepare_features
+
+if TYPE_CHECKING:
+    from models.calibrate import RiskCalibrator
 
 
 @dataclass(frozen=True)

@@ -3,11 +3,9 @@ it is reproducible, and its explanations find the simulator's true drivers."""
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from features.build import build_features, feature_columns
-from features.catalogue import feature_group
 from features.labels import build_labels, labelled_cutoffs
 from features.simulate import simulate
 from models.evaluate import classification_metrics

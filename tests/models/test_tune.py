@@ -1,7 +1,6 @@
 """The Optuna search scores trials on the validation cutoffs and returns usable parameters."""
 from __future__ import annotations
 
-import pandas as pd
 
 from models import registry
 from models.train import split_cutoffs, train_model
