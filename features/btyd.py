@@ -79,3 +79,97 @@ def expected_purchases(params: BgNbdParams, x, t_x, T, t: float) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         value = (a + b + x - 1) / (a - 1) * (1 - ratio * hyp) * p_alive(params, x, t_x, T)
     return np.where(np.isfinite(value), np.maximum(value, 0.0), np.nan)
+
+
+# -- Pareto/NBD (Schmittlein, Morrison & Colombo 1987; likelihood as in Fader & Hardie 2005) ---
+
+@dataclass(frozen=True)
+class ParetoNbdParams:
+    r: float
+    alpha: float
+    s: float
+    beta: float
+
+
+def _log_hyp2f1(a, b, c, z):
+    """log 2F1(a, b; c; z) for 0 <= z < 1; near z = 1 with c - a - b < 0 the series blows up,
+    so Euler's transformation 2F1(a,b;c;z) = (1-z)^(c-a-b) 2F1(c-a, c-b; c; z) is used there."""
+    direct = hyp2f1(a, b, c, z)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        euler = (c - a - b) * np.log1p(-z) + np.log(hyp2f1(c - a, c - b, c, z))
+        return np.where(np.isfinite(direct) & (direct > 0), np.log(np.where(direct > 0, direct, 1.0)), euler)
+
+
+def _pnbd_log_a0(r, alpha, s, beta, x, t_x, T):
+    """log A0 of the Pareto/NBD likelihood, through the Gauss hypergeometric function."""
+    rsx = r + s + x
+    if alpha >= beta:
+        b, big, gap = s + 1, alpha, alpha - beta
+    else:
+        b, big, gap = r + x, beta, beta - alpha
+    l1 = _log_hyp2f1(rsx, b, rsx + 1, gap / (big + t_x)) - rsx * np.log(big + t_x)
+    l2 = _log_hyp2f1(rsx, b, rsx + 1, gap / (big + T)) - rsx * np.log(big + T)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return l1 + np.log1p(-np.exp(np.minimum(l2 - l1, 0.0)))
+
+
+def _pnbd_log_likelihood(log_params, x, t_x, T) -> float:
+    if np.any(np.abs(log_params) > 9):  # keep the search in a numerically sane box
+        return -1e300
+    r, alpha, s, beta = np.exp(log_params)
+    head = gammaln(r + x) - gammaln(r) + r * np.log(alpha) + s * np.log(beta)
+    alive_to_T = -(r + x) * np.log(alpha + T) - s * np.log(beta + T)
+    died = np.log(s / (r + s + x)) + _pnbd_log_a0(r, alpha, s, beta, x, t_x, T)
+    ll = head + np.logaddexp(alive_to_T, np.where(np.isfinite(died), died, -np.inf))
+    return float(np.sum(ll)) if np.all(np.isfinite(ll)) else -1e300
+
+
+def fit_pareto_nbd(x, t_x, T, *, sample: int | None = 10_000, seed: int = 0) -> ParetoNbdParams:
+    """Maximum-likelihood Pareto/NBD parameters from (x, t_x, T) arrays (weeks)."""
+    x, t_x, T = (np.asarray(v, dtype=float) for v in (x, t_x, T))
+    if sample is not None and len(x) > sample:
+        idx = np.random.default_rng(seed).choice(len(x), sample, replace=False)
+        x, t_x, T = x[idx], t_x[idx], T[idx]
+    if len(x) == 0:
+        raise ValueError("Pareto/NBD needs at least one customer with a purchase before the cutoff")
+    result = minimize(lambda p: -_pnbd_log_likelihood(p, x, t_x, T) / len(x),
+                      x0=np.log([0.5, max(T.mean(), 1.0), 0.5, max(T.mean(), 1.0)]),
+                      method="Nelder-Mead", options={"maxiter": 2000, "xatol": 1e-4, "fatol": 1e-8})
+    r, alpha, s, beta = np.exp(result.x)
+    return ParetoNbdParams(r=float(r), alpha=float(alpha), s=float(s), beta=float(beta))
+
+
+def pnbd_p_alive(params: ParetoNbdParams, x, t_x, T) -> np.ndarray:
+    x, t_x, T = (np.asarray(v, dtype=float) for v in (x, t_x, T))
+    r, alpha, s, beta = params.r, params.alpha, params.s, params.beta
+    log_ratio = (np.log(s / (r + s + x)) + (r + x) * np.log(alpha + T) + s * np.log(beta + T)
+                 + _pnbd_log_a0(r, alpha, s, beta, x, t_x, T))
+    return 1.0 / (1.0 + np.exp(np.minimum(log_ratio, 700)))
+
+
+def pnbd_p_no_purchase(params: ParetoNbdParams, x, t_x, T, t: float, nodes: int = 24) -> np.ndarray:
+    """Probability of no purchase in the ``t`` weeks after the cutoff.
+
+    A customer alive at T buys at rate lambda until an exponential dropout at rate mu, so
+    P(no purchase in t | lambda, mu) = mu/(lambda+mu) + lambda/(lambda+mu) * exp(-(lambda+mu) t);
+    given the history, lambda ~ Gamma(r+x, alpha+T) and mu ~ Gamma(s, beta+T) independently.
+    The expectation is taken by generalised Gauss-Laguerre quadrature, once per distinct x.
+    """
+    from scipy.special import roots_genlaguerre
+
+    x, t_x, T = (np.asarray(v, dtype=float) for v in (x, t_x, T))
+    r, alpha, s, beta = params.r, params.alpha, params.s, params.beta
+    v_nodes, v_w = roots_genlaguerre(nodes, s - 1)
+    v_w = v_w / v_w.sum()
+    silent_if_alive = np.empty(len(x))
+    for value in np.unique(x):
+        rows = np.flatnonzero(x == value)
+        u_nodes, u_w = roots_genlaguerre(nodes, r + value - 1)
+        u_w = u_w / u_w.sum()
+        lam = u_nodes[None, :, None] / (alpha + T[rows])[:, None, None]
+        mu = v_nodes[None, None, :] / (beta + T[rows])[:, None, None]
+        both = lam + mu
+        f = mu / both + lam / both * np.exp(-both * t)
+        silent_if_alive[rows] = np.einsum("nij,i,j->n", f, u_w, v_w)
+    alive = pnbd_p_alive(params, x, t_x, T)
+    return (1.0 - alive) + alive * silent_if_alive

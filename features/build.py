@@ -35,6 +35,10 @@ STATIC_ATTRIBUTES = ("segment", "acquisition_channel", "region")
 ORDER_WINDOWS = (30, 90, 365)
 INTERACTION_WINDOWS = (30, 90)
 MAX_ATTRIBUTE_LEVELS = 50
+# buy-till-you-die inputs at the cutoff, in weeks: repeat order days, age at the last and at
+# the cutoff, all from the first order. They ride along in the feature table for the
+# Pareto/NBD baseline; they are not model features.
+BTYD_INPUTS = ("btyd_x", "btyd_t_x", "btyd_T")
 
 
 def is_contractual(tables: dict[str, pd.DataFrame]) -> bool:
@@ -561,7 +565,8 @@ def _finish(out: pd.DataFrame, tables: dict[str, pd.DataFrame], config: FeatureC
     feature_cols = [name for name in BY_NAME if name in out.columns]
     dynamic = sorted(c for c in out.columns if c.startswith(("channel_", "days_since_")) and c not in BY_NAME
                      and c.endswith("_90d"))
-    ordered = KEYS + feature_cols + dynamic + [c for c in attribute_cols if c not in feature_cols]
+    ordered = (KEYS + feature_cols + dynamic + [c for c in attribute_cols if c not in feature_cols]
+               + [c for c in BTYD_INPUTS if c in out.columns])
     result = out[ordered].copy()
     for name in ordered[2:]:
         feature = BY_NAME.get(name)
@@ -592,8 +597,9 @@ def _attributes(customers: pd.DataFrame) -> pd.DataFrame:
 
 
 def feature_columns(frame: pd.DataFrame) -> list[str]:
-    """The model's input columns of a feature table: everything but the keys and the label."""
-    return [c for c in frame.columns if c not in (*KEYS, "label")]
+    """The model's input columns of a feature table: everything but the keys, the label and
+    the buy-till-you-die inputs (kept for the baselines)."""
+    return [c for c in frame.columns if c not in (*KEYS, "label", *BTYD_INPUTS)]
 
 
 def channel_list(feature_names: Iterable[str]) -> list[str]:

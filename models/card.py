@@ -51,7 +51,7 @@ def model_card(*, model_name: str, horizon_days: int, cutoffs: dict[str, list[st
         "## Baselines on the same rows",
         "| score | ROC-AUC | PR-AUC | LightGBM ahead by (ROC-AUC) |", "|---|---|---|---|",
     ]
-    for name in ("recency", "logistic", "btyd"):
+    for name in ("recency", "logistic", "pnbd", "btyd"):
         if f"baseline_{name}_roc_auc" in m:
             lines.append(f"| {name} | {_fmt(m[f'baseline_{name}_roc_auc'])} | {_fmt(m.get(f'baseline_{name}_pr_auc'))} | "
                          f"{_fmt(m.get(f'lift_over_{name}_roc_auc'))} |")

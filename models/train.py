@@ -130,7 +130,7 @@ class TrainingReport:
 
 def fit_evaluate(frame: pd.DataFrame, split: CutoffSplit, feature_cols: list[str], params: dict, *,
                  calibration: str = "isotonic", capacity: int | None = None,
-                 baselines: bool = True) -> TrainingReport:
+                 baselines: bool = True, horizon_days: int = 90) -> TrainingReport:
     """Fit on the training cutoffs, early-stop and calibrate on the validation cutoffs, evaluate
     the model and the baselines on the test cutoff (the same rows for all)."""
     from models import baselines as bl
@@ -153,6 +153,9 @@ def fit_evaluate(frame: pd.DataFrame, split: CutoffSplit, feature_cols: list[str
         btyd = bl.btyd_no_order(test)
         if btyd is not None:
             scores["baseline_btyd"] = btyd
+        pnbd = bl.pareto_nbd_no_order(test, horizon_days)
+        if pnbd is not None:
+            scores["baseline_pnbd"] = pnbd
         for name in [c for c in scores.columns if c.startswith("baseline_")]:
             m = classification_metrics(scores["label"], scores[name], capacity=capacity, probabilities=False)
             for key in ("roc_auc", "pr_auc", "lift_top10"):
@@ -188,7 +191,7 @@ def backtest(frame: pd.DataFrame, cutoffs: list[pd.Timestamp], feature_cols: lis
             from models.tune import tune
 
             fold_params, _ = tune(frame, split, feature_cols, params, n_trials=tune_trials, seed=params.get("seed", 42))
-        report = fit_evaluate(frame, split, feature_cols, fold_params, calibration=calibration)
+        report = fit_evaluate(frame, split, feature_cols, fold_params, calibration=calibration, horizon_days=horizon_days)
         keep = {k: v for k, v in report.metrics.items() if k.startswith(("test_", "baseline_"))}
         rows.append({"test_cutoff": test, "train_cutoffs": len(split.train), **keep})
     return pd.DataFrame(rows)

@@ -181,7 +181,8 @@ def _print_training(result) -> None:
     console.print(f"test cutoff {result.cutoffs['test'][0]} ({int(m['test_rows']):,} clients, "
                   f"{m['test_base_rate']:.1%} left): ROC-AUC {m.get('test_roc_auc', nan):.3f}, "
                   f"PR-AUC {m.get('test_pr_auc', nan):.3f}, calibration error {m.get('test_ece', nan):.3f}", highlight=False)
-    for name, label in (("btyd", "BG/NBD P(no order)"), ("logistic", "logistic regression"), ("recency", "recency rule")):
+    for name, label in (("pnbd", "Pareto/NBD P(no order)"), ("btyd", "BG/NBD P(no order)"),
+                        ("logistic", "logistic regression"), ("recency", "recency rule")):
         if f"baseline_{name}_roc_auc" in m:
             console.print(f"  baseline {label}: ROC-AUC {m[f'baseline_{name}_roc_auc']:.3f}, "
                           f"PR-AUC {m[f'baseline_{name}_pr_auc']:.3f}", highlight=False)

@@ -66,8 +66,8 @@ def features_task(tables: dict, cutoffs: list[pd.Timestamp], config: FeatureConf
 @task(cache_policy=NO_CACHE)
 def fit_evaluate_task(frame: pd.DataFrame, split: train.CutoffSplit, feature_cols: list[str],
                       settings: Settings, params: dict) -> train.TrainingReport:
-    return train.fit_evaluate(frame, split, feature_cols, params,
-                              calibration=settings.train.calibration, capacity=settings.train.capacity)
+    return train.fit_evaluate(frame, split, feature_cols, params, calibration=settings.train.calibration,
+                              capacity=settings.train.capacity, horizon_days=settings.labels.horizon_days)
 
 
 @task(cache_policy=NO_CACHE)
@@ -155,7 +155,7 @@ def train_flow(data_dir: Path, settings: Settings, home: Path, tune_trials: int 
     plots_dir = home / "plots" / split.test.strftime("%Y-%m-%d")
     plots = evaluate.save_plots(report.test_scores["label"], report.test_scores["risk"], plots_dir,
                                 baselines={k[9:]: report.test_scores[k].to_numpy() for k in report.test_scores
-                                           if k in ("baseline_logistic", "baseline_btyd")})
+                                           if k in ("baseline_logistic", "baseline_btyd", "baseline_pnbd")})
     sample = test.sample(min(len(test), 2000), random_state=0)
     plots |= evaluate.save_shap_plots(report.model.predict_contributions(sample[feature_cols]), sample[feature_cols],
                                       {c: feature_group(c) for c in feature_cols}, plots_dir)

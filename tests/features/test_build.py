@@ -183,3 +183,32 @@ def test_bgnbd_recovers_known_parameters():
     # one-time buyers are 'alive' by construction, but the chance they stay silent is high
     assert (btyd.p_alive(fitted, x, t_x, T)[x == 0] == 1).all()
     assert no_buy[x == 0].mean() > no_buy[x >= 3].mean()
+
+
+def test_pareto_nbd_recovers_known_parameters_and_predicts_silence():
+    from features import btyd
+
+    rng = np.random.default_rng(3)
+    n, (r, alpha, s, beta) = 6000, (0.55, 10.58, 0.61, 11.67)  # the published CDNOW estimates
+    lam, mu = rng.gamma(r, 1 / alpha, n), rng.gamma(s, 1 / beta, n)
+    death = rng.exponential(1 / mu)
+    T, horizon = 39.0, 13.0
+
+    def purchases(start, end):
+        count, last, t = np.zeros(n), np.zeros(n), np.full(n, start)
+        for _ in range(400):  # vectorised over customers: Poisson purchases until dropout
+            t = t + rng.exponential(1 / lam)
+            ok = t <= np.minimum(end, death)
+            count[ok] += 1
+            last[ok] = t[ok]
+        return count, last
+
+    x, t_x = purchases(0.0, T)
+    future, _ = purchases(T, T + horizon)
+    fitted = btyd.fit_pareto_nbd(x, t_x, np.full(n, T))
+    assert fitted.r == pytest.approx(r, rel=0.25) and fitted.s == pytest.approx(s, rel=0.35)
+    p = btyd.pnbd_p_no_purchase(fitted, x, t_x, np.full(n, T), horizon)
+    assert ((p >= 0) & (p <= 1)).all()
+    # calibrated against what the simulated customers then did, overall and for buyers
+    assert p.mean() == pytest.approx((future == 0).mean(), abs=0.03)
+    assert p[x >= 2].mean() == pytest.approx((future[x >= 2] == 0).mean(), abs=0.05)
