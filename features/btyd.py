@@ -39,14 +39,20 @@ def _log_likelihood(log_params: np.ndarray, x, t_x, T) -> float:
     return float(np.sum(common + np.logaddexp(a1, a2)))
 
 
-def fit_bgnbd(x, t_x, T, *, sample: int | None = 50_000, seed: int = 0) -> BgNbdParams:
-    """Maximum-likelihood BG/NBD parameters from (x, t_x, T) arrays (weeks)."""
+def _fitting_sample(x, t_x, T, sample: int | None, seed: int, model: str):
+    """The (x, t_x, T) arrays a model is fitted on: a seeded sample when the base is large."""
     x, t_x, T = (np.asarray(v, dtype=float) for v in (x, t_x, T))
     if sample is not None and len(x) > sample:
         idx = np.random.default_rng(seed).choice(len(x), sample, replace=False)
         x, t_x, T = x[idx], t_x[idx], T[idx]
     if len(x) == 0:
-        raise ValueError("BG/NBD needs at least one customer with a purchase before the cutoff")
+        raise ValueError(f"{model} needs at least one customer with a purchase before the cutoff")
+    return x, t_x, T
+
+
+def fit_bgnbd(x, t_x, T, *, sample: int | None = 50_000, seed: int = 0) -> BgNbdParams:
+    """Maximum-likelihood BG/NBD parameters from (x, t_x, T) arrays (weeks)."""
+    x, t_x, T = _fitting_sample(x, t_x, T, sample, seed, "BG/NBD")
     result = minimize(lambda p: -_log_likelihood(p, x, t_x, T) / len(x), x0=np.log([0.5, max(T.mean(), 1.0), 1.0, 2.0]),
                       method="L-BFGS-B", bounds=[(-8, 6), (-8, 10), (-8, 6), (-8, 8)])
     r, alpha, a, b = np.exp(result.x)
@@ -124,12 +130,7 @@ def _pnbd_log_likelihood(log_params, x, t_x, T) -> float:
 
 def fit_pareto_nbd(x, t_x, T, *, sample: int | None = 5_000, seed: int = 0) -> ParetoNbdParams:
     """Maximum-likelihood Pareto/NBD parameters from (x, t_x, T) arrays (weeks)."""
-    x, t_x, T = (np.asarray(v, dtype=float) for v in (x, t_x, T))
-    if sample is not None and len(x) > sample:
-        idx = np.random.default_rng(seed).choice(len(x), sample, replace=False)
-        x, t_x, T = x[idx], t_x[idx], T[idx]
-    if len(x) == 0:
-        raise ValueError("Pareto/NBD needs at least one customer with a purchase before the cutoff")
+    x, t_x, T = _fitting_sample(x, t_x, T, sample, seed, "Pareto/NBD")
     result = minimize(lambda p: -_pnbd_log_likelihood(p, x, t_x, T) / len(x),
                       x0=np.log([0.5, max(T.mean(), 1.0), 0.5, max(T.mean(), 1.0)]),
                       method="L-BFGS-B", bounds=[(-9, 9)] * 4)
