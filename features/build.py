@@ -8,23 +8,30 @@ Time semantics, held everywhere:
   clients at ``c``: no cancellation before ``c`` when the data has cancellations
   (a contractual business), otherwise an order within ``active_window_days`` before ``c``.
 
-Engine: the history is read and grouped once, whatever the number of cutoffs. Each event
-table becomes a per-customer running summary (cumulative counts, sums, last gap ...) keyed
-by event time; a feature at ``c`` is the summary of the last event strictly before ``c``
-(a DuckDB ``ASOF JOIN ... ON cutoff > event_time``), and a windowed count is the difference
-of two such lookups (before ``c`` and before ``c - window``). Small tables (complaints) are
-joined directly. One query per feature group, time bounds written out.
+Engine: the history is read once, in time order, whatever the number of cutoffs. The
+engine keeps a small per-customer state (order counts and sums, first and last order, the
+last and longest gap, last touches, the silence since the last order, the last two NPS
+answers, the emotional bank account's running sum ...) and advances it cutoff by cutoff:
+from ``c[k-1]`` to ``c[k]`` it reads only the events in ``[c[k-1], c[k])`` and folds them
+into the state (one SQL query per table, time bounds written out). Windowed counts
+(orders in the last 30/90/365 days, touches and channels in the last 30/90 days) read
+only their window; complaints, a small table, are aggregated directly. A single cutoff
+is one pass over its history; twelve monthly cutoffs read the history once plus their
+windows, not twelve times.
+
+Inputs: validated tables (``features.contract``) as pandas frames, or paths to validated
+Parquet files (DuckDB reads them directly, so the tables never have to fit in pandas).
 """
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 
 import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from features import btyd
 from features.catalogue import BY_NAME
@@ -34,14 +41,29 @@ KEYS = ["customer_id", "cutoff"]
 STATIC_ATTRIBUTES = ("segment", "acquisition_channel", "region")
 ORDER_WINDOWS = (30, 90, 365)
 INTERACTION_WINDOWS = (30, 90)
+CHANNEL_WINDOW = 90
+FIRST_DAYS = 100  # Coleman: the first 100 days after the first order
 MAX_ATTRIBUTE_LEVELS = 50
 # buy-till-you-die inputs at the cutoff, in weeks: repeat order days, age at the last and at
 # the cutoff, all from the first order. They ride along in the feature table for the
 # Pareto/NBD baseline; they are not model features.
 BTYD_INPUTS = ("btyd_x", "btyd_t_x", "btyd_T")
 
+# Each input table as the engine reads it: canonical names, only the columns it needs.
+# Orders with status 'cancelled' never happened as far as every feature is concerned.
+_VIEWS = {
+    "orders": "SELECT customer_id, ordered_at AS t, amount, {returned} AS returned FROM {src} WHERE {counted}",
+    "interactions": "SELECT customer_id, occurred_at AS t, direction = 'outbound' AS outbound, channel FROM {src}",
+    "nps": "SELECT customer_id, answered_at AS t, score FROM {src}",
+    "complaints": "SELECT customer_id, opened_at, resolved_at, {severity} AS severity, {public} AS public FROM {src}",
+    "cancellations": "SELECT customer_id, cancelled_at AS t FROM {src}",
+    "customers": "SELECT * FROM {src}",
+}
 
-def is_contractual(tables: dict[str, pd.DataFrame]) -> bool:
+Source = pd.DataFrame | str | Path
+
+
+def is_contractual(tables: Mapping[str, Source]) -> bool:
     """A business with a cancellations table ends relationships by cancellation."""
     return "cancellations" in tables
 
@@ -50,351 +72,358 @@ def _days(later: str, earlier: str) -> str:
     return f"((epoch({later}) - epoch({earlier})) / 86400.0)"
 
 
+def _lit(ts: pd.Timestamp) -> str:
+    return f"TIMESTAMP '{pd.Timestamp(ts).isoformat(sep=' ')}'"
+
+
 def _ts(values) -> pd.Series:
     return pd.Series(pd.to_datetime(values)).astype("datetime64[us]")
 
 
-class _Engine:
-    """A DuckDB connection holding the encoded event tables and their running summaries."""
+def _quote(value: str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
 
-    def __init__(self, tables: dict[str, pd.DataFrame], config: FeatureConfig):
-        self.tables = tables
+
+class _Engine:
+    """A DuckDB connection over the input tables and the per-customer state at one cutoff."""
+
+    def __init__(self, tables: Mapping[str, Source], config: FeatureConfig):
         self.config = config
         self.con = duckdb.connect()
         self.con.execute("SET TimeZone = 'UTC'")
         self.con.execute("SET preserve_insertion_order = false")
-        ids = [_arrow(tables[t]["customer_id"]) for t in tables if "customer_id" in tables[t].columns]
-        self.id_values = pc.unique(pa.chunked_array(ids, type=pa.string())) if ids else pa.array([], pa.string())
-        self.ids = pd.Index(self.id_values.to_pandas(), dtype="str")
-        for name, frame in tables.items():
-            self._register(name, frame)
-        self._summaries()
+        self.columns: dict[str, list[str]] = {}
+        for name, source in tables.items():
+            if name in _VIEWS:
+                self._register(name, source)
+        self.has = set(self.columns)
+        self.state_at: pd.Timestamp | None = None
+        w = config.bank
+        self.bank_lambda = math.log(2) / w.half_life_days
+        self._create_state()
 
     def close(self) -> None:
         self.con.close()
 
-    def encode(self, customer_id: pd.Series) -> np.ndarray:
-        """Customer ids as int32 positions in ``ids`` (-1 when unknown), via Arrow's hash kernel."""
-        codes = pc.index_in(_arrow(customer_id), value_set=self.id_values)
-        return pc.fill_null(codes, -1).to_numpy(zero_copy_only=False).astype("int32")
+    def _register(self, name: str, source: Source) -> None:
+        if isinstance(source, (str, Path)):
+            src = f"read_parquet({_quote(str(source))})"
+        else:
+            self.con.register(f"input_{name}", source)
+            src = f"input_{name}"
+        cols = [r[0] for r in self.con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()]
+        self.columns[name] = cols
+        sql = _VIEWS[name].format(
+            src=src,
+            counted="status IS DISTINCT FROM 'cancelled'" if "status" in cols else "TRUE",
+            returned="coalesce(status = 'returned', FALSE)" if "status" in cols else "FALSE",
+            severity="severity" if "severity" in cols else "NULL::VARCHAR",
+            public="coalesce(public, FALSE)" if "public" in cols else "FALSE")
+        self.con.execute(f"CREATE VIEW {name} AS {sql}")
 
-    def _register(self, name: str, frame: pd.DataFrame) -> None:
-        keep = {
-            "orders": ["ordered_at", "amount", "status"], "interactions": ["occurred_at", "channel", "direction"],
-            "nps": ["answered_at", "score"], "complaints": ["opened_at", "resolved_at", "severity", "public"],
-            "cancellations": ["cancelled_at"], "customers": [],
-        }.get(name)
-        if keep is None:
-            return
-        cols = {"cid": pa.array(self.encode(frame["customer_id"]))}
-        for col in keep:
-            if col in frame.columns:
-                cols[col] = _arrow(frame[col])
-        self.con.register(f"raw_{name}", pa.table(cols))
-
-    def _summaries(self) -> None:
-        """Running per-customer summaries of each event table, computed once."""
-        con, t = self.con, self.tables
-        status = "status IS DISTINCT FROM 'cancelled'" if "status" in t["orders"].columns else "TRUE"
-        returned = "count(*) FILTER (WHERE status = 'returned')" if "status" in t["orders"].columns else "0"
-        # orders collapsed to one row per (customer, timestamp) so ties never split an ASOF match
-        con.execute(f"""
-            CREATE TEMP TABLE order_steps AS
-            WITH per_time AS (
-                SELECT cid, ordered_at AS t, count(*) AS n, sum(amount) AS amount, {returned} AS returns
-                FROM raw_orders WHERE {status} GROUP BY cid, ordered_at
-            ), gaps AS (
-                SELECT *, {_days('t', 'lag(t) OVER w')} AS gap_days,
-                       CASE WHEN date_trunc('day', t) = date_trunc('day', lag(t) OVER w) THEN 0 ELSE 1 END AS new_day
-                FROM per_time WINDOW w AS (PARTITION BY cid ORDER BY t)
-            )
-            SELECT cid, t, gap_days,
-                sum(n) OVER w AS cum_orders, sum(amount) OVER w AS cum_amount, sum(returns) OVER w AS cum_returns,
-                sum(new_day) OVER w AS cum_order_days, max(gap_days) OVER w AS max_gap_days,
-                min(t) OVER w AS first_order_at
-            FROM gaps WINDOW w AS (PARTITION BY cid ORDER BY t ROWS UNBOUNDED PRECEDING)
-        """)
-        con.execute("CREATE TEMP TABLE first_orders AS SELECT cid, min(t) AS first_order_at FROM order_steps GROUP BY cid")
-        if "cancellations" in t:
-            con.execute("CREATE TEMP TABLE first_cancel AS SELECT cid, min(cancelled_at) AS cancelled_at FROM raw_cancellations GROUP BY cid")
-        if "interactions" in t:
-            for direction in ("outbound", "inbound"):
-                con.execute(f"""
-                    CREATE TEMP TABLE {direction}_steps AS
-                    WITH per_time AS (
-                        SELECT cid, occurred_at AS t, count(*) AS n FROM raw_interactions
-                        WHERE direction = '{direction}' GROUP BY cid, occurred_at
-                    )
-                    SELECT cid, t, sum(n) OVER (PARTITION BY cid ORDER BY t ROWS UNBOUNDED PRECEDING) AS cum_n
-                    FROM per_time
-                """)
-            # the company's first outbound touch at or after the customer's first order
-            con.execute("""
-                CREATE TEMP TABLE first_touch AS
-                SELECT f.cid, f.first_order_at, min(o.t) AS first_outbound_at,
-                       count(o.t) FILTER (WHERE o.t < f.first_order_at + INTERVAL 100 DAY) AS outbound_first_100d
-                FROM first_orders f LEFT JOIN outbound_steps_raw o ON o.cid = f.cid AND o.t >= f.first_order_at
-                GROUP BY f.cid, f.first_order_at
-            """.replace("outbound_steps_raw",
-                        "(SELECT cid, occurred_at AS t FROM raw_interactions WHERE direction = 'outbound')"))
-            # silence: gaps between consecutive events of either kind, restarted at every order
-            con.execute(f"""
-                CREATE TEMP TABLE silence_steps AS
-                WITH stream AS (
-                    SELECT cid, t, max(is_order) AS is_order FROM (
-                        SELECT cid, ordered_at AS t, 1 AS is_order FROM raw_orders WHERE {status}
-                        UNION ALL SELECT cid, occurred_at, 0 FROM raw_interactions
-                    ) GROUP BY cid, t
-                ), segmented AS (
-                    SELECT *, sum(is_order) OVER w AS segment,
-                           CASE WHEN is_order = 1 THEN 0 ELSE {_days('t', 'lag(t) OVER w')} END AS gap
-                    FROM stream WINDOW w AS (PARTITION BY cid ORDER BY t ROWS UNBOUNDED PRECEDING)
-                )
-                SELECT cid, t, max(gap) OVER (PARTITION BY cid, segment ORDER BY t ROWS UNBOUNDED PRECEDING) AS seg_max_gap
-                FROM segmented WHERE segment > 0
-            """)
-        if "nps" in t:
-            con.execute("""
-                CREATE TEMP TABLE nps_steps AS
-                WITH per_time AS (SELECT cid, answered_at AS t, min(score) AS score, count(*) AS n
-                                  FROM raw_nps GROUP BY cid, answered_at)
-                SELECT cid, t, score AS last_score, lag(score) OVER w AS prev_score,
-                       sum(n) OVER (PARTITION BY cid ORDER BY t ROWS UNBOUNDED PRECEDING) AS cum_answers
-                FROM per_time WINDOW w AS (PARTITION BY cid ORDER BY t)
-            """)
-        self._bank_steps()
+    # -- the state -------------------------------------------------------------------------
+    def _create_state(self) -> None:
+        con = self.con
+        con.execute("""CREATE TEMP TABLE order_state (customer_id VARCHAR, n BIGINT, amount DOUBLE, returns BIGINT,
+            order_days BIGINT, first_t TIMESTAMP, last_t TIMESTAMP, last_gap DOUBLE, max_gap DOUBLE)""")
+        if "interactions" in self.has:
+            con.execute("""CREATE TEMP TABLE touch_state (customer_id VARCHAR, n_out BIGINT, n_in BIGINT,
+                last_out TIMESTAMP, last_in TIMESTAMP, first_out TIMESTAMP, out_first_days BIGINT,
+                silence_from TIMESTAMP, silence_max DOUBLE)""")
+        if "nps" in self.has:
+            con.execute("""CREATE TEMP TABLE nps_state (customer_id VARCHAR, n BIGINT, last_t TIMESTAMP,
+                last_score DOUBLE, prev_score DOUBLE)""")
+        if self.bank_supported():
+            con.execute("CREATE TEMP TABLE bank_state (customer_id VARCHAR, s DOUBLE)")
+        if "cancellations" in self.has:
+            con.execute("CREATE TEMP TABLE first_cancel AS SELECT customer_id, min(t) AS t FROM cancellations GROUP BY ALL")
 
     def bank_supported(self) -> bool:
-        return any(name in self.tables for name in ("interactions", "nps", "complaints"))
+        return bool(self.has & {"interactions", "nps", "complaints"})
 
-    def _bank_steps(self) -> None:
-        """Cumulative sum of weight * exp(lambda * (t - t0)): the decayed balance at any c is
-        exp(-lambda * (c - t0)) times the running sum at the last event before c."""
-        if not self.bank_supported():
-            return
-        w = self.config.bank
-        status = "status IS DISTINCT FROM 'cancelled'" if "status" in self.tables["orders"].columns else "TRUE"
-        parts = [f"SELECT cid, ordered_at AS t, {w.order} AS w FROM raw_orders WHERE {status}"]
-        if "interactions" in self.tables:
-            parts.append(f"SELECT cid, occurred_at, {w.outbound_touch} FROM raw_interactions WHERE direction = 'outbound'")
-        if "complaints" in self.tables:
-            parts.append(f"SELECT cid, opened_at, {w.complaint} FROM raw_complaints")
-            parts.append(f"SELECT cid, resolved_at, {w.resolved_complaint} FROM raw_complaints WHERE resolved_at IS NOT NULL")
-        if "nps" in self.tables:
-            parts.append(f"SELECT cid, answered_at, {w.promoter_answer} FROM raw_nps WHERE score >= 9")
-            parts.append(f"SELECT cid, answered_at, {w.detractor_answer} FROM raw_nps WHERE score <= 6")
-        union = " UNION ALL ".join(parts)
-        t0 = self.con.execute(f"SELECT min(t) FROM ({union})").fetchone()[0]
-        span_days = self.con.execute(f"SELECT {_days('max(t)', 'min(t)')} FROM ({union})").fetchone()[0] or 0.0
-        self.bank_lambda = math.log(2) / w.half_life_days
-        if span_days * self.bank_lambda > 600:
-            raise ValueError(f"bank.half_life_days={w.half_life_days} is too short for a history of {span_days:.0f} days")
-        self.bank_t0 = pd.Timestamp(t0)
+    def advance(self, cutoff: pd.Timestamp, *, orders_only: bool = False) -> None:
+        """Fold the events in [previous cutoff, cutoff) into the state: afterwards the state
+        describes every customer as of ``cutoff`` (facts strictly before it)."""
+        cutoff = pd.Timestamp(cutoff)
+        if self.state_at is not None and cutoff < self.state_at:
+            raise ValueError("cutoffs must be visited in increasing order")
+        start = self.state_at
+
+        def span(col: str = "t") -> str:
+            return (f"{col} >= {_lit(start)} AND " if start is not None else "") + f"{col} < {_lit(cutoff)}"
+
+        self._advance_orders(span)
+        if not orders_only:
+            if "interactions" in self.has:
+                self._advance_touches(span)
+            if "nps" in self.has:
+                self._advance_nps(span)
+            if self.bank_supported():
+                self._advance_bank(span, start, cutoff)
+        self.state_at = cutoff
+
+    def _advance_orders(self, span) -> None:
+        # orders at one timestamp form one step (ties never split a gap); a step's gap is
+        # measured from the previous step, the first one of this span from the state's last order
+        gap = _days("s.t", "coalesce(s.prev_t, o.last_t)")
+        new_day = "CASE WHEN date_trunc('day', s.t) = date_trunc('day', coalesce(s.prev_t, o.last_t)) THEN 0 ELSE 1 END"
         self.con.execute(f"""
-            CREATE TEMP TABLE bank_steps AS
-            WITH per_time AS (
-                SELECT cid, t, sum(w * exp({self.bank_lambda} * {_days('t', "TIMESTAMP '" + str(self.bank_t0) + "'")})) AS s
-                FROM ({union}) GROUP BY cid, t
-            )
-            SELECT cid, t, sum(s) OVER (PARTITION BY cid ORDER BY t ROWS UNBOUNDED PRECEDING) AS cum_s FROM per_time
+            CREATE OR REPLACE TEMP TABLE order_step AS
+            WITH steps AS (
+                SELECT customer_id, t, count(*) AS n, sum(amount) AS amount, count(*) FILTER (WHERE returned) AS returns
+                FROM orders WHERE {span()} GROUP BY customer_id, t
+            ), seq AS (SELECT *, lag(t) OVER (PARTITION BY customer_id ORDER BY t) AS prev_t FROM steps)
+            SELECT s.customer_id, sum(s.n) AS n, sum(s.amount) AS amount, sum(s.returns) AS returns,
+                   sum({new_day}) AS new_days, min(s.t) AS first_t, max(s.t) AS last_t,
+                   max({gap}) AS max_gap, arg_max_null({gap}, s.t) AS last_gap
+            FROM seq s LEFT JOIN order_state o USING (customer_id) GROUP BY s.customer_id
+        """)
+        self.con.execute("""
+            CREATE OR REPLACE TEMP TABLE order_state AS
+            SELECT customer_id,
+                coalesce(o.n, 0) + coalesce(i.n, 0) AS n, coalesce(o.amount, 0) + coalesce(i.amount, 0) AS amount,
+                coalesce(o.returns, 0) + coalesce(i.returns, 0) AS returns,
+                coalesce(o.order_days, 0) + coalesce(i.new_days, 0) AS order_days,
+                coalesce(o.first_t, i.first_t) AS first_t, coalesce(i.last_t, o.last_t) AS last_t,
+                CASE WHEN i.customer_id IS NULL THEN o.last_gap ELSE i.last_gap END AS last_gap,
+                greatest(o.max_gap, i.max_gap) AS max_gap
+            FROM order_state o FULL OUTER JOIN order_step i USING (customer_id)
         """)
 
-    # -- population -------------------------------------------------------------------------
-    def population(self, cutoffs: Sequence[pd.Timestamp]) -> pd.DataFrame:
-        """(cid, cutoff) of the clients at each cutoff."""
-        self.con.register("cutoffs", pd.DataFrame({"cutoff": _ts(cutoffs)}))
-        if is_contractual(self.tables):
-            still_client = "(x.cancelled_at IS NULL OR x.cancelled_at >= k.cutoff)"
-            join = "LEFT JOIN first_cancel x ON x.cid = f.cid"
-            select = f"SELECT f.cid, k.cutoff FROM first_orders f JOIN cutoffs k ON f.first_order_at < k.cutoff {join} WHERE {still_client}"
-        else:
-            window = int(self.config.active_window_days)
-            select = f"""
-                SELECT p.cid, p.cutoff FROM (
-                    SELECT f.cid, k.cutoff FROM first_orders f JOIN cutoffs k ON f.first_order_at < k.cutoff
-                ) p ASOF JOIN order_steps o ON p.cid = o.cid AND p.cutoff > o.t
-                WHERE o.t >= p.cutoff - INTERVAL {window} DAY
-            """
-        return self.con.execute(select).df()
+    def _advance_touches(self, span) -> None:
+        """Touch counts and times, the first touch after the first order, and the silence:
+        the longest gap with no interaction either way since the last order (a new order
+        restarts it). ``order_state`` is already advanced; ``touch_state`` is not yet."""
+        last_touch = "greatest(s.last_out, s.last_in)"
+        self.con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE silence_step AS
+            WITH since_order AS (
+                SELECT i.customer_id, i.t, o.last_t AS since, greatest(o.last_t, {last_touch}) AS before_first
+                FROM interactions i JOIN order_state o USING (customer_id) LEFT JOIN touch_state s USING (customer_id)
+                WHERE {span('i.t')} AND i.t >= o.last_t
+            ), gaps AS (
+                SELECT customer_id, since,
+                       {_days('t', 'coalesce(lag(t) OVER (PARTITION BY customer_id ORDER BY t), before_first)')} AS gap
+                FROM since_order
+            )
+            SELECT customer_id, any_value(since) AS since, max(gap) AS gap FROM gaps GROUP BY customer_id
+        """)
+        first_days = f"i.t >= o.first_t AND i.t < o.first_t + INTERVAL {FIRST_DAYS} DAY"
+        self.con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE touch_step AS
+            SELECT i.customer_id,
+                count(*) FILTER (WHERE i.outbound) AS n_out, count(*) FILTER (WHERE NOT i.outbound) AS n_in,
+                max(i.t) FILTER (WHERE i.outbound) AS last_out, max(i.t) FILTER (WHERE NOT i.outbound) AS last_in,
+                min(i.t) FILTER (WHERE i.outbound AND i.t >= o.first_t) AS first_out,
+                count(*) FILTER (WHERE i.outbound AND {first_days}) AS out_first_days
+            FROM interactions i LEFT JOIN order_state o USING (customer_id)
+            WHERE {span('i.t')} GROUP BY i.customer_id
+        """)
+        self.con.execute("""
+            CREATE OR REPLACE TEMP TABLE touch_state AS
+            SELECT customer_id,
+                coalesce(s.n_out, 0) + coalesce(i.n_out, 0) AS n_out, coalesce(s.n_in, 0) + coalesce(i.n_in, 0) AS n_in,
+                greatest(s.last_out, i.last_out) AS last_out, greatest(s.last_in, i.last_in) AS last_in,
+                coalesce(s.first_out, i.first_out) AS first_out,
+                coalesce(s.out_first_days, 0) + coalesce(i.out_first_days, 0) AS out_first_days,
+                coalesce(g.since, s.silence_from) AS silence_from,
+                CASE WHEN g.customer_id IS NULL THEN s.silence_max
+                     ELSE greatest(g.gap, CASE WHEN s.silence_from = g.since THEN s.silence_max END) END AS silence_max
+            FROM touch_state s FULL OUTER JOIN touch_step i USING (customer_id)
+                 LEFT JOIN silence_step g USING (customer_id)
+        """)
 
-    def labels(self, horizon_days: int) -> pd.DataFrame:
-        """(cid, cutoff, label) for the registered population ``pop``: 1 = a cancellation
+    def _advance_nps(self, span) -> None:
+        # answers at one timestamp form one step (the lower score counts); the change is
+        # between the last two steps
+        self.con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE nps_step AS
+            WITH steps AS (SELECT customer_id, t, min(score) AS score, count(*) AS n FROM nps WHERE {span()} GROUP BY ALL)
+            SELECT customer_id, sum(n) AS n, max(t) AS last_t, arg_max(score, t, 2) AS last_two FROM steps GROUP BY ALL
+        """)
+        self.con.execute("""
+            CREATE OR REPLACE TEMP TABLE nps_state AS
+            SELECT customer_id, coalesce(s.n, 0) + coalesce(i.n, 0) AS n, coalesce(i.last_t, s.last_t) AS last_t,
+                CASE WHEN i.customer_id IS NULL THEN s.last_score ELSE i.last_two[1] END AS last_score,
+                CASE WHEN i.customer_id IS NULL THEN s.prev_score
+                     WHEN len(i.last_two) > 1 THEN i.last_two[2] ELSE s.last_score END AS prev_score
+            FROM nps_state s FULL OUTER JOIN nps_step i USING (customer_id)
+        """)
+
+    def _advance_bank(self, span, start: pd.Timestamp | None, cutoff: pd.Timestamp) -> None:
+        """The emotional bank account's balance at the cutoff, sum of weight * exp(-lambda * age):
+        the balance at the previous cutoff decays by exp(-lambda * days between the cutoffs),
+        the new events add their own decayed weights (every exponent <= 0: no overflow)."""
+        w = self.config.bank
+        parts = [f"SELECT customer_id, t, {w.order} AS w FROM orders"]
+        if "interactions" in self.has:
+            parts.append(f"SELECT customer_id, t, {w.outbound_touch} FROM interactions WHERE outbound")
+        if "complaints" in self.has:
+            parts.append(f"SELECT customer_id, opened_at, {w.complaint} FROM complaints")
+            parts.append(f"SELECT customer_id, resolved_at, {w.resolved_complaint} FROM complaints WHERE resolved_at IS NOT NULL")
+        if "nps" in self.has:
+            parts.append(f"SELECT customer_id, t, {w.promoter_answer} FROM nps WHERE score >= 9")
+            parts.append(f"SELECT customer_id, t, {w.detractor_answer} FROM nps WHERE score <= 6")
+        events = " UNION ALL ".join(f"SELECT * FROM ({p}) e(customer_id, t, w) WHERE {span()}" for p in parts)
+        lam, c = self.bank_lambda, _lit(cutoff)
+        carried = f"exp(-{lam} * {_days(c, _lit(start))})" if start is not None else "0"
+        self.con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE bank_state AS
+            WITH step AS (SELECT customer_id, sum(w * exp(-{lam} * {_days(c, 't')})) AS s FROM ({events}) GROUP BY ALL)
+            SELECT customer_id, coalesce(b.s, 0) * {carried} + coalesce(i.s, 0) AS s
+            FROM bank_state b FULL OUTER JOIN step i USING (customer_id)
+        """)
+
+    # -- the population and the labels -------------------------------------------------------
+    def population(self, cutoff: pd.Timestamp) -> str:
+        """SQL of the clients at ``cutoff`` (the state must be at ``cutoff``)."""
+        c = _lit(cutoff)
+        if "cancellations" in self.has:
+            return f"""SELECT o.customer_id, {c} AS cutoff FROM order_state o LEFT JOIN first_cancel x USING (customer_id)
+                       WHERE o.first_t < {c} AND (x.t IS NULL OR x.t >= {c})"""
+        window = int(self.config.active_window_days)
+        return f"SELECT customer_id, {c} AS cutoff FROM order_state WHERE last_t >= {c} - INTERVAL {window} DAY"
+
+    def labels(self, pop: str, cutoff: pd.Timestamp, horizon_days: int) -> str:
+        """SQL adding ``label`` to the population ``pop`` at ``cutoff``: 1 = a cancellation
         (contractual data) or no order (otherwise) in [cutoff, cutoff + horizon]."""
-        h = int(horizon_days)
-        if is_contractual(self.tables):
-            return self.con.execute(f"""
-                SELECT p.cid, p.cutoff, CAST(coalesce(x.cancelled_at <= p.cutoff + INTERVAL {h} DAY, FALSE) AS TINYINT) AS label
-                FROM pop p LEFT JOIN first_cancel x ON x.cid = p.cid AND x.cancelled_at >= p.cutoff
-            """).df()
-        return self.con.execute(f"""
-            WITH before AS (SELECT q.cid, q.cutoff, s.cum_orders FROM pop q
-                            ASOF LEFT JOIN order_steps s ON q.cid = s.cid AND q.cutoff > s.t),
-                 until AS (SELECT q.cid, q.cutoff, s.cum_orders FROM pop q
-                           ASOF LEFT JOIN order_steps s ON q.cid = s.cid AND q.cutoff + INTERVAL {h} DAY >= s.t)
-            SELECT b.cid, b.cutoff,
-                   CAST(coalesce(u.cum_orders, 0) = coalesce(b.cum_orders, 0) AS TINYINT) AS label
-            FROM before b JOIN until u USING (cid, cutoff)
-        """).df()
+        c, h = _lit(cutoff), int(horizon_days)
+        if "cancellations" in self.has:
+            return f"""SELECT p.*, CAST(coalesce(x.t <= {c} + INTERVAL {h} DAY, FALSE) AS TINYINT) AS label
+                       FROM ({pop}) p LEFT JOIN first_cancel x USING (customer_id)"""
+        return f"""SELECT p.*, CAST(b.customer_id IS NULL AS TINYINT) AS label FROM ({pop}) p LEFT JOIN (
+                       SELECT DISTINCT customer_id FROM orders WHERE t >= {c} AND t <= {c} + INTERVAL {h} DAY
+                   ) b USING (customer_id)"""
 
-    # -- feature groups ----------------------------------------------------------------------
-    def _probes(self, windows: Iterable[int]) -> str:
-        """Population rows repeated at cutoff - w for each window w (0 = the cutoff itself)."""
-        values = ", ".join(f"({int(w)})" for w in windows)
-        return f"SELECT p.cid, p.cutoff, v.w, p.cutoff - to_days(v.w) AS at FROM pop p, (VALUES {values}) v(w)"
-
-    def _asof_windows(self, steps: str, cols: Sequence[str], windows: Iterable[int]) -> str:
-        """SQL of the running summary ``steps`` looked up at each cutoff and each cutoff - window:
-        one row per (cid, cutoff, w) with the summary columns of the last event before the probe."""
-        picked = ", ".join(f"s.{c}" for c in cols)
-        return f"""
-            SELECT q.cid, q.cutoff, q.w, {picked}
-            FROM ({self._probes(windows)}) q ASOF LEFT JOIN {steps} s ON q.cid = s.cid AND q.at > s.t
-        """
-
-    def purchases(self) -> pd.DataFrame:
-        cols = ["t", "gap_days", "cum_orders", "cum_amount", "cum_returns", "cum_order_days", "max_gap_days", "first_order_at"]
-        windowed = ",\n".join(
-            f"{_diff('cum_orders', w)} AS orders_{w}d, {_diff('cum_amount', w)} AS amount_{w}d" for w in ORDER_WINDOWS)
-        return self.con.execute(f"""
-            WITH hit AS ({self._asof_windows('order_steps', cols, (0, *ORDER_WINDOWS))})
-            SELECT cid, cutoff,
-                {_days('cutoff', _at0('t'))} AS days_since_last_order,
-                {_days('cutoff', _at0('first_order_at'))} AS tenure_days,
-                {windowed},
-                {_at0('cum_orders')} AS orders_total,
-                {_at0('cum_amount')} AS amount_total,
-                {_at0('cum_returns')} AS returns_total,
-                {_diff('cum_returns', 365)} AS returns_365d,
-                {_at0('gap_days')} AS last_gap_days,
-                {_at0('max_gap_days')} AS max_gap_days,
-                CASE WHEN {_at0('cum_orders')} > 1
-                     THEN {_days(_at0('t'), _at0('first_order_at'))} / ({_at0('cum_orders')} - 1) END AS mean_gap_days,
-                {_at0('cum_order_days')} - 1 AS btyd_x,
-                {_days("date_trunc('day', " + _at0('t') + ")", "date_trunc('day', " + _at0('first_order_at') + ")")} / 7.0 AS btyd_t_x,
-                {_days('cutoff', "date_trunc('day', " + _at0('first_order_at') + ")")} / 7.0 AS btyd_T,
-                {_at0('first_order_at')} AS first_order_at,
-                {_at0('t')} AS last_order_at
-            FROM hit GROUP BY cid, cutoff
-        """).df()
-
-    def attention(self) -> pd.DataFrame:
-        out_w = ",\n".join(f"{_diff('o_n', w)} AS outbound_{w}d" for w in INTERACTION_WINDOWS)
-        in_w = ",\n".join(f"{_diff('i_n', w)} AS inbound_{w}d" for w in INTERACTION_WINDOWS)
-        windows = (0, *INTERACTION_WINDOWS)
-        return self.con.execute(f"""
-            WITH o AS ({self._asof_windows('outbound_steps', ['t', 'cum_n'], windows)}),
-                 i AS ({self._asof_windows('inbound_steps', ['t', 'cum_n'], windows)}),
-                 hit AS (SELECT o.cid, o.cutoff, o.w, o.t AS o_t, o.cum_n AS o_n, i.t AS i_t, i.cum_n AS i_n
-                         FROM o JOIN i USING (cid, cutoff, w)),
-                 agg AS (
-                    SELECT cid, cutoff,
-                        {_days('cutoff', _at0('o_t'))} AS days_since_last_outbound,
-                        {_days('cutoff', _at0('i_t'))} AS days_since_last_inbound,
-                        {_days('cutoff', 'greatest(' + _at0('o_t') + ', ' + _at0('i_t') + ')')} AS days_since_last_contact,
-                        {out_w}, {in_w},
-                        coalesce({_at0('o_n')}, 0) AS outbound_total, coalesce({_at0('i_n')}, 0) AS inbound_total
-                    FROM hit GROUP BY cid, cutoff),
-                 silence AS (
-                    SELECT q.cid, q.cutoff, greatest(coalesce(s.seg_max_gap, 0), {_days('q.cutoff', 's.t')}) AS longest_silence_days
-                    FROM pop q ASOF LEFT JOIN silence_steps s ON q.cid = s.cid AND q.cutoff > s.t)
-            SELECT a.*, s.longest_silence_days,
-                CASE WHEN f.first_outbound_at < a.cutoff THEN {_days('f.first_outbound_at', 'f.first_order_at')}
-                     ELSE {_days('a.cutoff', 'f.first_order_at')} END AS days_to_first_outbound,
-                CAST(coalesce(f.first_outbound_at < a.cutoff, FALSE) AS DOUBLE) AS first_outbound_observed,
-                CASE WHEN f.first_order_at + INTERVAL 100 DAY <= a.cutoff THEN f.outbound_first_100d END AS outbound_first_100d,
-                CAST(f.first_order_at + INTERVAL 100 DAY <= a.cutoff AS DOUBLE) AS first_100d_observed
-            FROM agg a JOIN silence s USING (cid, cutoff) JOIN first_touch f USING (cid)
-        """).df()
-
-    def nps(self) -> pd.DataFrame:
-        return self.con.execute(f"""
-            SELECT q.cid, q.cutoff,
-                s.last_score AS nps_last_score, s.last_score - s.prev_score AS nps_change,
-                {_days('q.cutoff', 's.t')} AS days_since_last_nps,
-                coalesce(s.cum_answers, 0) AS nps_answers,
-                CAST(s.cum_answers IS NULL AS DOUBLE) AS nps_never_answered
-            FROM pop q ASOF LEFT JOIN nps_steps s ON q.cid = s.cid AND q.cutoff > s.t
-        """).df()
-
-    def complaints(self) -> pd.DataFrame:
-        has = set(self.tables["complaints"].columns)
-        is_open = "(k.resolved_at IS NULL OR k.resolved_at >= p.cutoff)"
-        windows = ",\n".join(
-            f"count(*) FILTER (WHERE k.opened_at >= p.cutoff - INTERVAL {w} DAY) AS complaints_{w}d" for w in ORDER_WINDOWS)
-        severity = "arg_max(k.severity, k.opened_at) AS last_complaint_severity," if "severity" in has else ""
-        public = ("count(*) FILTER (WHERE k.public AND k.opened_at >= p.cutoff - INTERVAL 365 DAY) AS public_complaints_365d,"
-                  if "public" in has else "")
-        return self.con.execute(f"""
-            SELECT p.cid, p.cutoff,
-                count(*) AS complaints_total, {windows},
-                count(*) FILTER (WHERE {is_open}) AS complaints_open,
-                {_days('p.cutoff', f'min(k.opened_at) FILTER (WHERE {is_open})')} AS oldest_open_complaint_days,
-                sum({_days('p.cutoff', 'k.opened_at')}) FILTER (WHERE {is_open}) AS open_complaint_days,
-                avg({_days('k.resolved_at', 'k.opened_at')}) FILTER (WHERE NOT {is_open}) AS mean_days_to_resolve,
-                {severity} {public}
-                min(k.resolved_at) FILTER (WHERE NOT {is_open}) AS first_resolved_at,
-                {_days('p.cutoff', 'max(k.opened_at)')} AS days_since_last_complaint
-            FROM pop p JOIN raw_complaints k ON k.cid = p.cid AND k.opened_at < p.cutoff
-            GROUP BY p.cid, p.cutoff
-        """).df()
-
-    def bank(self) -> pd.DataFrame:
-        lam = self.bank_lambda
-        return self.con.execute(f"""
-            SELECT q.cid, q.cutoff,
-                coalesce(s.cum_s, 0) * exp(-{lam} * {_days('q.cutoff', "TIMESTAMP '" + str(self.bank_t0) + "'")}) AS _bank_events
-            FROM pop q ASOF LEFT JOIN bank_steps s ON q.cid = s.cid AND q.cutoff > s.t
-        """).df()
-
-    def channels(self, cutoffs: Sequence[pd.Timestamp]) -> list[str]:
+    # -- the features at one cutoff -----------------------------------------------------------
+    def channels(self, last_cutoff: pd.Timestamp) -> list[str]:
         """Interaction channels (as column-safe names) frequent enough before the latest cutoff
         to get their own features: at least ``channel_min_share`` of interactions, the
         ``max_channels`` most frequent."""
-        last = _ts([max(cutoffs)])[0]
-        shares = self.con.execute("""
-            SELECT channel, count(*) / sum(count(*)) OVER () AS share FROM raw_interactions
-            WHERE occurred_at < ? AND channel IS NOT NULL GROUP BY channel ORDER BY share DESC, channel
-        """, [last.to_pydatetime()]).df()
+        shares = self.con.execute(f"""
+            SELECT channel, count(*) / sum(count(*)) OVER () AS share FROM interactions
+            WHERE t < {_lit(last_cutoff)} AND channel IS NOT NULL GROUP BY channel ORDER BY share DESC, channel
+        """).df()
         shares["name"] = shares["channel"].map(_safe_name)
         shares = shares[shares["name"] != ""].groupby("name", sort=False)["share"].sum().sort_values(ascending=False, kind="stable")
         return list(shares[shares >= self.config.channel_min_share].head(self.config.max_channels).index)
 
-    def channel_activity(self, names: Sequence[str]) -> pd.DataFrame:
-        """Per channel: interactions in the 90 days before the cutoff and days since the last one
-        (missing when none in those 90 days). A direct join: only the last 90 days of history
-        are read for each cutoff."""
-        raw = self.con.execute("SELECT DISTINCT channel FROM raw_interactions WHERE channel IS NOT NULL").df()["channel"]
-        cols = []
-        for name in names:
-            members = ", ".join("'" + str(ch).replace("'", "''") + "'" for ch in raw if _safe_name(ch) == name) or "NULL"
-            match = f"i.channel IN ({members})"
-            cols.append(f"count(*) FILTER (WHERE {match}) AS channel_{name}_90d")
-            cols.append(f"{_days('p.cutoff', f'max(i.occurred_at) FILTER (WHERE {match})')} AS days_since_{name}_90d")
-        return self.con.execute(f"""
-            SELECT p.cid, p.cutoff, {', '.join(cols)}
-            FROM pop p JOIN raw_interactions i ON i.cid = p.cid
-                AND i.occurred_at < p.cutoff AND i.occurred_at >= p.cutoff - INTERVAL 90 DAY
-            GROUP BY p.cid, p.cutoff
-        """).df()
+    def channel_members(self, names: Sequence[str]) -> dict[str, str]:
+        """Each channel name -> the SQL list of raw channel values it stands for."""
+        raw = [r[0] for r in self.con.execute("SELECT DISTINCT channel FROM interactions WHERE channel IS NOT NULL").fetchall()]
+        return {name: ", ".join(_quote(ch) for ch in raw if _safe_name(ch) == name) or "NULL" for name in names}
 
-
-def _arrow(series: pd.Series) -> pa.Array:
-    """A column as an Arrow array (zero-copy where pandas already holds Arrow data)."""
-    if pd.api.types.is_string_dtype(series) or series.dtype == object:
-        return pa.array(series.astype("str"), type=pa.string(), from_pandas=True)
-    if pd.api.types.is_bool_dtype(series):
-        return pa.array(series.astype("boolean"), from_pandas=True)
-    return pa.array(series, from_pandas=True)
-
-
-def _at0(col: str) -> str:
-    """The summary column at the cutoff itself (probe w = 0)."""
-    return f"max({col}) FILTER (WHERE w = 0)"
-
-
-def _diff(col: str, window: int) -> str:
-    """Events in [cutoff - window, cutoff): running total at the cutoff minus at the window start."""
-    return f"coalesce({_at0(col)}, 0) - coalesce(max({col}) FILTER (WHERE w = {int(window)}), 0)"
+    def features(self, pop: str, cutoff: pd.Timestamp, members: Mapping[str, str], attributes: Sequence[str]) -> pa.Table:
+        """Every feature of the population ``pop`` (SQL of customer_id, cutoff) at ``cutoff``,
+        in the output's column order; the state must be at ``cutoff``."""
+        c = _lit(cutoff)
+        before = f"t < {c}"
+        cols: list[str] = []
+        joins: list[str] = []
+        # purchases: state + the orders of the last 365 days
+        win = ", ".join(f"count(*) FILTER (WHERE t >= {c} - INTERVAL {w} DAY) AS orders_{w}d, "
+                        f"sum(amount) FILTER (WHERE t >= {c} - INTERVAL {w} DAY) AS amount_{w}d" for w in ORDER_WINDOWS)
+        joins.append(f"""LEFT JOIN (SELECT customer_id, {win}, count(*) FILTER (WHERE returned) AS returns_365d
+                         FROM orders WHERE t >= {c} - INTERVAL {max(ORDER_WINDOWS)} DAY AND {before} GROUP BY ALL) ow
+                         USING (customer_id)""")
+        mean_gap = f"CASE WHEN o.n > 1 THEN {_days('o.last_t', 'o.first_t')} / (o.n - 1) END"
+        purchases = {
+            "days_since_last_order": _days(c, "o.last_t"), "tenure_days": _days(c, "o.first_t"),
+            **{f"{k}_{w}d": f"coalesce(ow.{k}_{w}d, 0)" for w in ORDER_WINDOWS for k in ("orders", "amount")},
+            "orders_total": "o.n", "amount_total": "o.amount", "returns_total": "o.returns",
+            "returns_365d": "coalesce(ow.returns_365d, 0)", "last_gap_days": "o.last_gap", "max_gap_days": "o.max_gap",
+            "mean_gap_days": mean_gap,
+            "overdue_ratio": f"{_days(c, 'o.last_t')} / CASE WHEN ({mean_gap}) > 0 THEN ({mean_gap}) END",
+        }
+        cols += [f"CAST({expr} AS DOUBLE) AS {name}" for name, expr in purchases.items()]
+        category = "NULL"
+        if "interactions" in self.has:
+            touch_windows = ", ".join(
+                f"count(*) FILTER (WHERE {'' if d == 'out' else 'NOT '}outbound AND t >= {c} - INTERVAL {w} DAY) AS {d}bound_{w}d"
+                for d in ("out", "in") for w in INTERACTION_WINDOWS)
+            channel_cols = "".join(
+                f", count(*) FILTER (WHERE channel IN ({m}) AND t >= {c} - INTERVAL {CHANNEL_WINDOW} DAY) AS channel_{n}_{CHANNEL_WINDOW}d"
+                f", max(t) FILTER (WHERE channel IN ({m}) AND t >= {c} - INTERVAL {CHANNEL_WINDOW} DAY) AS last_{n}"
+                for n, m in members.items())
+            span = max(*INTERACTION_WINDOWS, CHANNEL_WINDOW)
+            joins.append(f"""LEFT JOIN touch_state s USING (customer_id)
+                LEFT JOIN (SELECT customer_id, {touch_windows}{channel_cols} FROM interactions
+                           WHERE t >= {c} - INTERVAL {span} DAY AND {before} GROUP BY ALL) iw USING (customer_id)""")
+            first_days_over = f"o.first_t + INTERVAL {FIRST_DAYS} DAY <= {c}"
+            attention = {
+                "days_to_first_outbound": f"CASE WHEN s.first_out < {c} THEN {_days('s.first_out', 'o.first_t')} ELSE {_days(c, 'o.first_t')} END",
+                "first_outbound_observed": f"coalesce(s.first_out < {c}, FALSE)",
+                "outbound_first_100d": f"CASE WHEN {first_days_over} THEN coalesce(s.out_first_days, 0) END",
+                "first_100d_observed": first_days_over,
+                "longest_silence_days": f"""greatest(coalesce(CASE WHEN s.silence_from = o.last_t THEN s.silence_max END, 0),
+                                                     {_days(c, 'greatest(o.last_t, s.last_out, s.last_in)')})""",
+                "days_since_last_outbound": _days(c, "s.last_out"), "days_since_last_inbound": _days(c, "s.last_in"),
+                "days_since_last_contact": _days(c, "greatest(s.last_out, s.last_in)"),
+                **{f"{d}bound_{w}d": f"coalesce(iw.{d}bound_{w}d, 0)" for d in ("out", "in") for w in INTERACTION_WINDOWS},
+                "outbound_total": "coalesce(s.n_out, 0)", "inbound_total": "coalesce(s.n_in, 0)",
+            }
+            cols += [f"CAST({expr} AS DOUBLE) AS {name}" for name, expr in attention.items()]
+        if "nps" in self.has:
+            joins.append("LEFT JOIN nps_state n USING (customer_id)")
+            category = ("CASE WHEN n.last_score >= 9 THEN 'promoter' WHEN n.last_score >= 7 THEN 'passive' "
+                        "WHEN n.last_score <= 6 THEN 'detractor' ELSE 'none' END")
+            cols += ["CAST(n.last_score AS DOUBLE) AS nps_last_score", f"{category} AS nps_last_category",
+                     "CAST(n.last_score - n.prev_score AS DOUBLE) AS nps_change",
+                     f"{_days(c, 'n.last_t')} AS days_since_last_nps", "CAST(coalesce(n.n, 0) AS DOUBLE) AS nps_answers",
+                     "CAST(n.n IS NULL AS DOUBLE) AS nps_never_answered"]
+        open_days = "0"
+        if "complaints" in self.has:
+            is_open = f"(resolved_at IS NULL OR resolved_at >= {c})"
+            windows = ", ".join(f"count(*) FILTER (WHERE opened_at >= {c} - INTERVAL {w} DAY) AS complaints_{w}d"
+                                for w in ORDER_WINDOWS)
+            joins.append(f"""LEFT JOIN (
+                SELECT customer_id, count(*) AS complaints_total, {windows},
+                    count(*) FILTER (WHERE {is_open}) AS complaints_open,
+                    {_days(c, f'min(opened_at) FILTER (WHERE {is_open})')} AS oldest_open_complaint_days,
+                    sum({_days(c, 'opened_at')}) FILTER (WHERE {is_open}) AS open_complaint_days,
+                    avg({_days('resolved_at', 'opened_at')}) FILTER (WHERE NOT {is_open}) AS mean_days_to_resolve,
+                    arg_max(severity, opened_at) AS last_complaint_severity,
+                    count(*) FILTER (WHERE public AND opened_at >= {c} - INTERVAL 365 DAY) AS public_complaints_365d,
+                    {_days(c, 'max(opened_at)')} AS days_since_last_complaint,
+                    min(resolved_at) FILTER (WHERE NOT {is_open}) AS first_resolved_at
+                FROM complaints WHERE opened_at < {c} GROUP BY ALL) k USING (customer_id)""")
+            open_days = "coalesce(k.open_complaint_days, 0)"
+            complaints = {
+                **{f"complaints_{w}d": f"coalesce(k.complaints_{w}d, 0)" for w in ORDER_WINDOWS},
+                "complaints_total": "coalesce(k.complaints_total, 0)", "complaints_open": "coalesce(k.complaints_open, 0)",
+                "oldest_open_complaint_days": "k.oldest_open_complaint_days", "open_complaint_days": open_days,
+                "mean_days_to_resolve": "k.mean_days_to_resolve",
+            }
+            cols += [f"CAST({expr} AS DOUBLE) AS {name}" for name, expr in complaints.items()]
+            if "severity" in self.columns["complaints"]:
+                cols.append("k.last_complaint_severity")
+            if "public" in self.columns["complaints"]:
+                cols.append("CAST(coalesce(k.public_complaints_365d, 0) AS DOUBLE) AS public_complaints_365d")
+            cols += ["CAST(k.days_since_last_complaint AS DOUBLE) AS days_since_last_complaint",
+                     "CAST(coalesce(k.first_resolved_at < o.last_t, FALSE) AS DOUBLE) AS recovered_after_complaint"]
+        if self.bank_supported():
+            joins.append("LEFT JOIN bank_state b USING (customer_id)")
+            cols.append(f"coalesce(b.s, 0) - {self.config.bank.open_complaint_day} * {open_days} AS bank_balance")
+        regular = "coalesce(o.n >= 2, FALSE)"
+        promoter = f"coalesce(({category}) = 'promoter', FALSE)"
+        tenure = _days(c, "o.first_t")
+        cols.append(f"CASE WHEN {regular} AND {promoter} THEN 'adherent' WHEN {regular} THEN 'regular' ELSE 'buyer' END AS lifecycle_stage")
+        cols.append(f"""CASE WHEN {tenure} < 2 THEN 'admit' WHEN {tenure} < 14 THEN 'affirm' WHEN {tenure} < 30 THEN 'activate'
+                             WHEN {tenure} < 100 THEN 'acclimate' WHEN NOT {regular} THEN 'accomplish'
+                             WHEN NOT {promoter} THEN 'adopt' ELSE 'advocate' END AS coleman_phase""")
+        if attributes:
+            joins.append("LEFT JOIN attributes a USING (customer_id)")
+            cols += [f'a."{name}"' for name in attributes]
+        for name in sorted(members):
+            cols.append(f"CAST(coalesce(iw.channel_{name}_{CHANNEL_WINDOW}d, 0) AS DOUBLE) AS channel_{name}_{CHANNEL_WINDOW}d")
+            cols.append(f"{_days(c, f'iw.last_{name}')} AS days_since_{name}_{CHANNEL_WINDOW}d")
+        first_day, last_day = "date_trunc('day', o.first_t)", "date_trunc('day', o.last_t)"
+        cols += ["CAST(o.order_days - 1 AS DOUBLE) AS btyd_x",
+                 f"{_days(last_day, first_day)} / 7.0 AS btyd_t_x", f"{_days(c, first_day)} / 7.0 AS btyd_T"]
+        sql = f"""SELECT p.customer_id, CAST(p.cutoff AS TIMESTAMP) AS cutoff, {', '.join(cols)}
+                  FROM ({pop}) p LEFT JOIN order_state o USING (customer_id) {' '.join(joins)}
+                  ORDER BY p.customer_id"""
+        return self.con.sql(sql).to_arrow_table()
 
 
 def _safe_name(value: str) -> str:
@@ -404,7 +433,7 @@ def _safe_name(value: str) -> str:
 
 # -- public API ----------------------------------------------------------------------------
 
-def skipped_groups(tables: dict[str, pd.DataFrame]) -> dict[str, str]:
+def skipped_groups(tables: Mapping[str, Source]) -> dict[str, str]:
     """Feature groups the data cannot support, with the reason (for the run's log)."""
     skipped = {}
     if "interactions" not in tables:
@@ -416,32 +445,38 @@ def skipped_groups(tables: dict[str, pd.DataFrame]) -> dict[str, str]:
     if not any(t in tables for t in ("interactions", "nps", "complaints")):
         skipped["bank"] = "only orders: the emotional bank account would be a decayed order count"
     customers = tables.get("customers")
-    if customers is None or not (set(customers.columns) - {"customer_id", "created_at"}):
+    if customers is None or not (set(_columns(customers)) - {"customer_id", "created_at"}):
         skipped["attributes"] = "no customer attributes (segment, acquisition_channel, region ...)"
     return skipped
 
 
-def build_population(tables: dict[str, pd.DataFrame], cutoffs: Iterable[pd.Timestamp], *,
+def _columns(source: Source) -> list[str]:
+    if isinstance(source, (str, Path)):
+        return [r[0] for r in duckdb.sql(f"DESCRIBE SELECT * FROM read_parquet({_quote(str(source))})").fetchall()]
+    return list(source.columns)
+
+
+def build_population(tables: Mapping[str, Source], cutoffs: Iterable[pd.Timestamp], *,
                      active_window_days: int = 365, horizon_days: int | None = None) -> pd.DataFrame:
     """Customers who are clients at each cutoff: frame (customer_id, cutoff), sorted; with
     ``horizon_days``, also their ``label`` (see ``features.labels``)."""
     # the population and the labels read orders and cancellations only
     needed = {k: v for k, v in tables.items() if k in ("orders", "cancellations")}
     engine = _Engine(needed, FeatureConfig(active_window_days=active_window_days, btyd=False))
+    parts = []
     try:
-        pop = engine.population(sorted(pd.to_datetime(list(cutoffs))))
-        if horizon_days is not None:
-            engine.con.register("pop", pop)
-            pop = engine.labels(horizon_days)
+        for cutoff in sorted(pd.to_datetime(list(cutoffs))):
+            engine.advance(cutoff, orders_only=True)
+            sql = engine.population(cutoff)
+            if horizon_days is not None:
+                sql = engine.labels(sql, cutoff, horizon_days)
+            parts.append(engine.con.sql(f"SELECT * FROM ({sql}) ORDER BY customer_id").to_arrow_table())
     finally:
         engine.close()
-    return _decode(engine, pop).sort_values(["cutoff", "customer_id"], kind="stable").reset_index(drop=True)
-
-
-def _decode(engine: _Engine, frame: pd.DataFrame) -> pd.DataFrame:
-    out = frame.drop(columns="cid")
-    out.insert(0, "customer_id", pd.Series(engine.ids.take(frame["cid"].to_numpy()), index=frame.index, dtype="str"))
-    return out.assign(cutoff=_ts(out["cutoff"]).to_numpy())
+    if not parts:
+        return pd.DataFrame({"customer_id": pd.Series(dtype="str"), "cutoff": pd.Series(dtype="datetime64[us]")})
+    out = pa.concat_tables(parts).to_pandas()
+    return out.assign(customer_id=out["customer_id"].astype("str"), cutoff=_ts(out["cutoff"]).to_numpy())
 
 
 def nps_category(score: pd.Series) -> pd.Series:
@@ -451,149 +486,129 @@ def nps_category(score: pd.Series) -> pd.Series:
                      index=score.index)
 
 
-def coleman_phase(days_since_first_order: pd.Series, orders_total: pd.Series, nps_category_: pd.Series | None) -> pd.Series:
-    """Coleman's phase after the first purchase: admit (< 2 days), affirm (< 14), activate (< 30),
-    acclimate (< 100), then accomplish (one order), adopt (a regular) or advocate (a promoting regular)."""
-    d = days_since_first_order.astype("float64").to_numpy()
-    regular = orders_total.astype("float64").to_numpy() >= 2
-    promoter = (nps_category_ == "promoter").to_numpy() if nps_category_ is not None else np.zeros(len(d), bool)
-    phase = np.select([d < 2, d < 14, d < 30, d < 100, ~regular, ~promoter],
-                      ["admit", "affirm", "activate", "acclimate", "accomplish", "adopt"], "advocate")
-    return pd.Series(phase, index=days_since_first_order.index)
-
-
-def lifecycle_stage(orders_total: pd.Series, nps_category_: pd.Series | None) -> pd.Series:
-    """Efremova's stage: buyer (one order), regular (two or more), adherent (a promoting regular)."""
-    regular = orders_total.astype("float64").to_numpy() >= 2
-    promoter = (nps_category_ == "promoter").to_numpy() if nps_category_ is not None else np.zeros(len(regular), bool)
-    return pd.Series(np.select([regular & promoter, regular], ["adherent", "regular"], "buyer"), index=orders_total.index)
-
-
 def _btyd_features(frame: pd.DataFrame, config: FeatureConfig) -> pd.DataFrame:
     """BG/NBD fitted per cutoff on that cutoff's own history, applied to every client."""
     horizon_weeks = config.btyd_horizon_days / 7.0
-    out = pd.DataFrame(index=frame.index, columns=["btyd_p_no_order", "btyd_expected_orders", "btyd_p_alive"],
-                       dtype="float64")
-    for _cutoff, rows in frame.groupby("cutoff", sort=True).groups.items():
-        part = frame.loc[rows]
-        x, t_x, T = (part[c].to_numpy(dtype=float) for c in ("btyd_x", "btyd_t_x", "btyd_T"))
+    out = {name: np.full(len(frame), np.nan) for name in ("btyd_p_no_order", "btyd_expected_orders", "btyd_p_alive")}
+    for _cutoff, rows in frame.groupby("cutoff", sort=True).indices.items():
+        x, t_x, T = (frame[c].to_numpy(dtype=float)[rows] for c in ("btyd_x", "btyd_t_x", "btyd_T"))
         params = btyd.fit_bgnbd(x, t_x, T, sample=config.btyd_sample)
-        out.loc[rows, "btyd_p_no_order"] = btyd.p_no_purchase(params, x, t_x, T, horizon_weeks)
-        out.loc[rows, "btyd_expected_orders"] = btyd.expected_purchases(params, x, t_x, T, horizon_weeks)
-        out.loc[rows, "btyd_p_alive"] = btyd.p_alive(params, x, t_x, T)
-    return out
+        out["btyd_p_no_order"][rows] = btyd.p_no_purchase(params, x, t_x, T, horizon_weeks)
+        out["btyd_expected_orders"][rows] = btyd.expected_purchases(params, x, t_x, T, horizon_weeks)
+        out["btyd_p_alive"][rows] = btyd.p_alive(params, x, t_x, T)
+    return pd.DataFrame(out, index=frame.index)
 
 
-def build_features(tables: dict[str, pd.DataFrame], cutoffs: Iterable[pd.Timestamp], *,
+def build_features(tables: Mapping[str, Source], cutoffs: Iterable[pd.Timestamp], *,
                    config: FeatureConfig | None = None, active_window_days: int | None = None,
-                   population: pd.DataFrame | None = None, channels: Sequence[str] | None = None) -> pd.DataFrame:
+                   population: pd.DataFrame | None = None, channels: Sequence[str] | None = None,
+                   progress: bool = False) -> pd.DataFrame:
     """Features of every client in the population at each cutoff.
 
-    ``tables``: validated input tables (``features.contract``); only ``orders`` is required.
-    ``population``: optional (customer_id, cutoff) frame to compute features for (default: the
-    clients at each cutoff, ``build_population``). ``channels``: interaction channels that get
-    their own features (default: chosen from the data before the latest cutoff; pass the
-    model's list when scoring). Returns one row per (customer_id, cutoff), sorted, with the
-    catalogue's columns that the data supports. Reads only facts strictly before each cutoff.
+    ``tables``: validated input tables (``features.contract``) as frames or paths to Parquet
+    files; only ``orders`` is required. ``population``: optional (customer_id, cutoff) frame
+    to compute features for (default: the clients at each cutoff, ``build_population``).
+    ``channels``: interaction channels that get their own features (default: chosen from the
+    data before the latest cutoff; pass the model's list when scoring). Returns one row per
+    (customer_id, cutoff), sorted by cutoff then customer, with the catalogue's columns that
+    the data supports. Reads only facts strictly before each cutoff.
     """
     config = config or FeatureConfig()
     if active_window_days is not None:
         config = config.model_copy(update={"active_window_days": active_window_days})
-    cutoffs = sorted(pd.to_datetime(list(cutoffs)))
+    cutoffs = sorted(set(pd.to_datetime(list(cutoffs))))
     engine = _Engine(tables, config)
     try:
-        if population is None:
-            pop = engine.population(cutoffs)
-        else:
-            pop = pd.DataFrame({"cid": engine.encode(population["customer_id"]), "cutoff": _ts(population["cutoff"]).to_numpy()})
-            if (pop["cid"] < 0).any():
-                raise ValueError("population holds customer_ids that are in none of the input tables")
-        engine.con.register("pop", pop)
-        out = engine.purchases()
+        if population is not None:
+            wanted = pd.DataFrame({"customer_id": population["customer_id"].astype("str"),
+                                   "cutoff": _ts(population["cutoff"]).to_numpy()})
+            engine.con.register("wanted", wanted)
+            _check_known(engine, tables)
+            cutoffs = sorted(set(pd.to_datetime(wanted["cutoff"].unique())))
+        attributes = _register_attributes(engine, tables.get("customers"))
+        members = {}
+        if "interactions" in engine.has and cutoffs:
+            chosen = list(channels) if channels is not None else engine.channels(max(cutoffs))
+            members = engine.channel_members(chosen)
         parts = []
-        if "interactions" in tables:
-            parts.append(engine.attention())
-            chosen = list(channels) if channels is not None else engine.channels(cutoffs)
-            if chosen:
-                parts.append(engine.channel_activity(chosen))
-        if "nps" in tables:
-            parts.append(engine.nps())
-        if "complaints" in tables:
-            parts.append(engine.complaints())
-        if engine.bank_supported():
-            parts.append(engine.bank())
-        out = pop.merge(out, on=["cid", "cutoff"], how="left")
-        for part in parts:
-            out = out.merge(part, on=["cid", "cutoff"], how="left")
-        out = _decode(engine, out)
+        for cutoff in _progress(cutoffs, progress):
+            engine.advance(cutoff)
+            pop = (f"SELECT DISTINCT customer_id, cutoff FROM wanted WHERE cutoff = {_lit(cutoff)}"
+                   if population is not None else engine.population(cutoff))
+            parts.append(engine.features(pop, cutoff, members, attributes))
     finally:
         engine.close()
-    return _finish(out, tables, config, channels)
+    return _finish(parts, config, attributes)
 
 
-def _finish(out: pd.DataFrame, tables: dict[str, pd.DataFrame], config: FeatureConfig,
-            channels: Sequence[str] | None) -> pd.DataFrame:
-    """Derived features, zero-filled counts, attributes, dtypes and column order."""
-    gap = out["mean_gap_days"].where(out["mean_gap_days"] > 0)  # orders all on one day: no rhythm yet
-    derived = {"overdue_ratio": out["days_since_last_order"] / gap}
-    category = nps_category(out["nps_last_score"]) if "nps_last_score" in out else None
-    if category is not None:
-        derived["nps_last_category"] = category
-    derived["lifecycle_stage"] = lifecycle_stage(out["orders_total"], category)
-    derived["coleman_phase"] = coleman_phase(out["tenure_days"], out["orders_total"], category)
-    if "complaints" in tables:
-        counts = [c for c in out.columns if c.startswith(("complaints_", "public_complaints_"))]
-        out[counts] = out[counts].fillna(0)
-        out["open_complaint_days"] = out["open_complaint_days"].fillna(0)
-        derived["recovered_after_complaint"] = (out["first_resolved_at"] < out["last_order_at"]).astype("float64")
-    if "_bank_events" in out:
-        w = config.bank
-        open_days = out["open_complaint_days"] if "open_complaint_days" in out else 0.0
-        derived["bank_balance"] = out["_bank_events"] - w.open_complaint_day * open_days
-    channel_cols = [c for c in out.columns if c.startswith("channel_")]
-    out[channel_cols] = out[channel_cols].fillna(0)
-    # a fixed row order makes every order-sensitive step (the BG/NBD fit) reproducible
-    out = out.assign(**derived).sort_values(KEYS[::-1], kind="stable").reset_index(drop=True)
-    if config.btyd and len(out):
-        out = pd.concat([out, _btyd_features(out, config)], axis=1)
-    customers = tables.get("customers")
-    attribute_cols = []
-    if customers is not None:
-        attrs = _attributes(customers)
-        attribute_cols = [c for c in attrs.columns if c != "customer_id"]
-        out = out.merge(attrs, on="customer_id", how="left")
-    feature_cols = [name for name in BY_NAME if name in out.columns]
-    dynamic = sorted(c for c in out.columns if c.startswith(("channel_", "days_since_")) and c not in BY_NAME
-                     and c.endswith("_90d"))
-    ordered = (KEYS + feature_cols + dynamic + [c for c in attribute_cols if c not in feature_cols]
-               + [c for c in BTYD_INPUTS if c in out.columns])
-    result = out[ordered].copy()
-    for name in ordered[2:]:
-        feature = BY_NAME.get(name)
-        categorical = (feature.categorical if feature else not pd.api.types.is_numeric_dtype(result[name]))
-        if categorical:
-            result[name] = result[name].astype("object").where(result[name].notna(), None).astype("category")
-        else:
-            result[name] = result[name].astype("float64").replace([np.inf, -np.inf], np.nan)
-    return result.sort_values(KEYS[::-1], kind="stable").reset_index(drop=True)
+def _progress(cutoffs: Sequence[pd.Timestamp], show: bool):
+    if not show or len(cutoffs) < 2:
+        return cutoffs
+    from rich.progress import track
+
+    return track(cutoffs, description="features by cutoff")
 
 
-def _attributes(customers: pd.DataFrame) -> pd.DataFrame:
+def _check_known(engine: _Engine, tables: Mapping[str, Source]) -> None:
+    known = " UNION ALL ".join(f"SELECT customer_id FROM {t}" for t in ("customers", "orders") if t in engine.has)
+    unknown = engine.con.execute(
+        f"SELECT count(*) FROM (SELECT DISTINCT customer_id FROM wanted) w ANTI JOIN ({known}) k USING (customer_id)"
+    ).fetchone()[0]
+    if unknown:
+        raise ValueError(f"population holds {unknown} customer_ids that are in neither customers nor orders")
+
+
+def _register_attributes(engine: _Engine, customers: Source | None) -> list[str]:
     """Static attributes: segment, acquisition_channel, region, and other low-cardinality or
-    numeric customer columns (named ``attr_<column>``)."""
-    cols = {"customer_id": customers["customer_id"].astype("str")}
-    for col in customers.columns:
+    numeric customer columns (named ``attr_<column>``). Registered as ``attributes``."""
+    if customers is None:
+        return []
+    con = engine.con
+    cols = {"customer_id": "CAST(customer_id AS VARCHAR)"}
+    for col, dtype in con.execute("SELECT column_name, column_type FROM (DESCRIBE customers)").fetchall():
         if col in ("customer_id", "created_at"):
             continue
-        series = customers[col]
         name = col if col in STATIC_ATTRIBUTES else f"attr_{_safe_name(col)}"
-        if pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series):
-            cols[name] = series.astype("float64")
-        elif pd.api.types.is_datetime64_any_dtype(series):
+        quoted = '"' + col.replace('"', '""') + '"'
+        if dtype in ("BOOLEAN", "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "FLOAT", "DOUBLE") or dtype.startswith("DECIMAL"):
+            cols[name] = f"CAST({quoted} AS DOUBLE)"
+        elif dtype.startswith(("TIMESTAMP", "DATE")):
             continue
-        elif series.nunique(dropna=True) <= MAX_ATTRIBUTE_LEVELS:
-            cols[name] = series.astype("object")
-    return pd.DataFrame(cols)
+        elif con.execute(f"SELECT count(DISTINCT {quoted}) FROM customers").fetchone()[0] <= MAX_ATTRIBUTE_LEVELS:
+            cols[name] = f"CAST({quoted} AS VARCHAR)"
+    select = ", ".join(f'{expr} AS "{name}"' for name, expr in cols.items())
+    con.execute(f"CREATE TEMP TABLE attributes AS SELECT {select} FROM customers")
+    return [name for name in cols if name != "customer_id"]
+
+
+def _finish(parts: list[pa.Table], config: FeatureConfig, attributes: Sequence[str]) -> pd.DataFrame:
+    """One frame from the cutoffs' Arrow tables: categories, float64 numbers, BG/NBD summaries,
+    catalogue column order."""
+    if not parts:
+        return pd.DataFrame({"customer_id": pd.Series(dtype="str"), "cutoff": pd.Series(dtype="datetime64[us]")})
+    table = pa.concat_tables(parts)
+    del parts[:]
+    out = table.to_pandas(self_destruct=True, split_blocks=True)
+    del table
+    out["customer_id"] = out["customer_id"].astype("str")
+    out["cutoff"] = out["cutoff"].astype("datetime64[us]")
+    for name in out.columns[2:]:
+        feature = BY_NAME.get(name)
+        categorical = feature.categorical if feature else not pd.api.types.is_numeric_dtype(out[name])
+        if categorical:
+            out[name] = out[name].astype("category")
+        elif out[name].dtype != "float64":
+            out[name] = out[name].astype("float64")
+    if config.btyd and len(out):
+        btyd_cols = _btyd_features(out, config)
+        for name in btyd_cols.columns:
+            out[name] = btyd_cols[name]
+    feature_cols = [name for name in BY_NAME if name in out.columns]
+    dynamic = sorted(c for c in out.columns if c.startswith(("channel_", "days_since_")) and c not in BY_NAME
+                     and c.endswith(f"_{CHANNEL_WINDOW}d"))
+    ordered = (KEYS + feature_cols + dynamic + [c for c in attributes if c not in feature_cols]
+               + [c for c in BTYD_INPUTS if c in out.columns])
+    return out[ordered]
 
 
 def feature_columns(frame: pd.DataFrame) -> list[str]:
