@@ -89,6 +89,7 @@ class _Engine:
 
     def __init__(self, tables: Mapping[str, Source], config: FeatureConfig):
         self.config = config
+        self.members: dict[str, str] = {}  # channel name -> SQL list of its raw values
         self.con = duckdb.connect()
         self.con.execute("SET TimeZone = 'UTC'")
         self.con.execute("SET preserve_insertion_order = false")
@@ -98,9 +99,12 @@ class _Engine:
                 self._register(name, source)
         self.has = set(self.columns)
         self.state_at: pd.Timestamp | None = None
+        self.windows: dict[str, list[tuple[str, int, str, str]]] = {}
+        self.keyed = False  # customer_id is an integer key (see materialize)
         w = config.bank
         self.bank_lambda = math.log(2) / w.half_life_days
         self._create_state()
+        self.set_channels([])
 
     def close(self) -> None:
         self.con.close()
@@ -124,19 +128,96 @@ class _Engine:
     # -- the state -------------------------------------------------------------------------
     def _create_state(self) -> None:
         con = self.con
-        con.execute("""CREATE TEMP TABLE order_state (customer_id VARCHAR, n BIGINT, amount DOUBLE, returns BIGINT,
+        key = "INTEGER" if self.keyed else "VARCHAR"
+        con.execute(f"""CREATE OR REPLACE TEMP TABLE order_state (customer_id {key}, n BIGINT, amount DOUBLE, returns BIGINT,
             order_days BIGINT, first_t TIMESTAMP, last_t TIMESTAMP, last_gap DOUBLE, max_gap DOUBLE)""")
+        self._window_table("orders", [(f"{k}_{w}d", w, e, "TRUE") for w in ORDER_WINDOWS for k, e in (("orders", "1"), ("amount", "amount"))]
+                           + [("returns_365d", 365, "1", "returned")])
         if "interactions" in self.has:
-            con.execute("""CREATE TEMP TABLE touch_state (customer_id VARCHAR, n_out BIGINT, n_in BIGINT,
-                last_out TIMESTAMP, last_in TIMESTAMP, first_out TIMESTAMP, out_first_days BIGINT,
-                silence_from TIMESTAMP, silence_max DOUBLE)""")
+            pass  # touch_state is created by set_channels (its columns depend on the channels)
         if "nps" in self.has:
-            con.execute("""CREATE TEMP TABLE nps_state (customer_id VARCHAR, n BIGINT, last_t TIMESTAMP,
+            con.execute(f"""CREATE OR REPLACE TEMP TABLE nps_state (customer_id {key}, n BIGINT, last_t TIMESTAMP,
                 last_score DOUBLE, prev_score DOUBLE)""")
         if self.bank_supported():
-            con.execute("CREATE TEMP TABLE bank_state (customer_id VARCHAR, s DOUBLE)")
+            con.execute(f"CREATE OR REPLACE TEMP TABLE bank_state (customer_id {key}, s DOUBLE)")
         if "cancellations" in self.has:
-            con.execute("CREATE TEMP TABLE first_cancel AS SELECT customer_id, min(t) AS t FROM cancellations GROUP BY ALL")
+            con.execute("CREATE OR REPLACE TEMP TABLE first_cancel AS SELECT customer_id, min(t) AS t FROM cancellations GROUP BY ALL")
+
+    def materialize(self, until: pd.Timestamp) -> None:
+        """For many cutoffs: copy the history before ``until`` into DuckDB once, sorted by time
+        (so each cutoff's slice is found from the blocks' min/max, not by a full scan) and
+        keyed by an integer per customer (cheaper joins). Call before ``set_channels``."""
+        if self.state_at is not None:
+            raise RuntimeError("materialize must come before the first cutoff")
+        known = " UNION ".join(f"SELECT customer_id FROM {t}" for t in ("customers", "orders") if t in self.has)
+        self.con.execute(f"""CREATE TEMP TABLE ids AS SELECT customer_id AS id, CAST(row_number() OVER (ORDER BY customer_id) AS INTEGER) AS k
+                             FROM (SELECT DISTINCT customer_id FROM ({known}))""")
+        for name in sorted(self.has):
+            if name == "customers":
+                order = ""
+            else:
+                order = "ORDER BY opened_at" if name == "complaints" else "ORDER BY v.t"
+            bound = f"WHERE v.t < {_lit(until)}" if name in ("orders", "interactions", "nps") else ""
+            self.con.execute(f"""CREATE TEMP TABLE {name}_sorted AS SELECT d.k AS customer_id, v.* EXCLUDE (customer_id)
+                                 FROM {name} v JOIN ids d ON d.id = v.customer_id {bound} {order}""")
+            self.con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM {name}_sorted")
+        self.keyed = True
+        self._create_state()
+        self.set_channels([])
+
+    def set_channels(self, names: Sequence[str]) -> None:
+        """The interaction channels that get their own features; call before the first advance."""
+        if self.state_at is not None:
+            raise RuntimeError("set_channels must come before the first cutoff")
+        if "interactions" not in self.has:
+            return
+        raw = [r[0] for r in self.con.execute("SELECT DISTINCT channel FROM interactions WHERE channel IS NOT NULL").fetchall()]
+        self.members = {name: ", ".join(_quote(ch) for ch in raw if _safe_name(ch) == name) or "NULL" for name in sorted(names)}
+        channel_cols = "".join(f", last_{n} TIMESTAMP" for n in self.members)
+        key = "INTEGER" if self.keyed else "VARCHAR"
+        self.con.execute(f"""CREATE OR REPLACE TEMP TABLE touch_state (customer_id {key}, n_out BIGINT, n_in BIGINT,
+            last_out TIMESTAMP, last_in TIMESTAMP, first_out TIMESTAMP, out_first_days BIGINT,
+            silence_from TIMESTAMP, silence_max DOUBLE{channel_cols})""")
+        touches = [(f"{d}bound_{w}d", w, "1", "outbound" if d == "out" else "NOT outbound")
+                   for d in ("out", "in") for w in INTERACTION_WINDOWS]
+        touches += [(f"channel_{n}_{CHANNEL_WINDOW}d", CHANNEL_WINDOW, "1", f"channel IN ({m})") for n, m in self.members.items()]
+        self._window_table("interactions", touches)
+
+    def _window_table(self, table: str, cols: list[tuple[str, int, str, str]]) -> None:
+        """Windowed sums of ``table``: (column, window days, expression summed, condition)."""
+        self.windows[table] = cols
+        types = ", ".join(f"{name} {'BIGINT' if expr == '1' else 'DOUBLE'}" for name, _w, expr, _c in cols)
+        key = "INTEGER" if self.keyed else "VARCHAR"
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {table}_window (customer_id {key}, {types})")
+
+    def _advance_windows(self, table: str, start: pd.Timestamp | None, cutoff: pd.Timestamp) -> None:
+        """Slide the windowed sums from [start - w, start) to [cutoff - w, cutoff): add the
+        events of [max(start, cutoff - w), cutoff), take away those of [start - w,
+        min(start, cutoff - w)). Each event is read when it enters a window and when it
+        leaves it, never once per cutoff. Customers whose sums are all zero are dropped."""
+        cols = self.windows.get(table)
+        if not cols:
+            return
+        c = _lit(cutoff)
+        widest = max(w for _n, w, _e, _c in cols)
+        low = f"{c} - INTERVAL {widest} DAY"
+        if start is not None:
+            low = f"greatest({_lit(start)}, {low})"
+        slices = [f"SELECT *, 1 AS sign, 0 AS w FROM {table} WHERE t >= {low} AND t < {c}"]
+        if start is not None:
+            for w in sorted({w for _n, w, _e, _c in cols}):
+                slices.append(f"SELECT *, -1, {w} FROM {table} WHERE t >= {_lit(start)} - INTERVAL {w} DAY "
+                              f"AND t < least({_lit(start)}, {c} - INTERVAL {w} DAY)")
+        sums = ", ".join(f"sum(sign * {expr}) FILTER (WHERE {cond} AND (w = {w} OR (w = 0 AND t >= {c} - INTERVAL {w} DAY))) AS {name}"
+                         for name, w, expr, cond in cols)
+        merged = ", ".join(f"coalesce(s.{name}, 0) + coalesce(d.{name}, 0) AS {name}" for name, _w, _e, _c in cols)
+        nonzero = " OR ".join(f"{name} <> 0" for name, _w, _e, _c in cols)
+        self.con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE {table}_window AS
+            WITH delta AS (SELECT customer_id, {sums} FROM ({' UNION ALL '.join(slices)}) GROUP BY customer_id)
+            SELECT * FROM (SELECT customer_id, {merged} FROM {table}_window s FULL OUTER JOIN delta d USING (customer_id))
+            WHERE {nonzero}
+        """)
 
     def bank_supported(self) -> bool:
         return bool(self.has & {"interactions", "nps", "complaints"})
@@ -154,8 +235,10 @@ class _Engine:
 
         self._advance_orders(span)
         if not orders_only:
+            self._advance_windows("orders", start, cutoff)
             if "interactions" in self.has:
                 self._advance_touches(span)
+                self._advance_windows("interactions", start, cutoff)
             if "nps" in self.has:
                 self._advance_nps(span)
             if self.bank_supported():
@@ -209,17 +292,19 @@ class _Engine:
             SELECT customer_id, any_value(since) AS since, max(gap) AS gap FROM gaps GROUP BY customer_id
         """)
         first_days = f"i.t >= o.first_t AND i.t < o.first_t + INTERVAL {FIRST_DAYS} DAY"
+        channel_last = "".join(f", max(i.t) FILTER (WHERE i.channel IN ({m})) AS last_{n}" for n, m in self.members.items())
+        channel_merge = "".join(f", greatest(s.last_{n}, i.last_{n}) AS last_{n}" for n in self.members)
         self.con.execute(f"""
             CREATE OR REPLACE TEMP TABLE touch_step AS
             SELECT i.customer_id,
                 count(*) FILTER (WHERE i.outbound) AS n_out, count(*) FILTER (WHERE NOT i.outbound) AS n_in,
                 max(i.t) FILTER (WHERE i.outbound) AS last_out, max(i.t) FILTER (WHERE NOT i.outbound) AS last_in,
                 min(i.t) FILTER (WHERE i.outbound AND i.t >= o.first_t) AS first_out,
-                count(*) FILTER (WHERE i.outbound AND {first_days}) AS out_first_days
+                count(*) FILTER (WHERE i.outbound AND {first_days}) AS out_first_days{channel_last}
             FROM interactions i LEFT JOIN order_state o USING (customer_id)
             WHERE {span('i.t')} GROUP BY i.customer_id
         """)
-        self.con.execute("""
+        self.con.execute(f"""
             CREATE OR REPLACE TEMP TABLE touch_state AS
             SELECT customer_id,
                 coalesce(s.n_out, 0) + coalesce(i.n_out, 0) AS n_out, coalesce(s.n_in, 0) + coalesce(i.n_in, 0) AS n_in,
@@ -229,6 +314,7 @@ class _Engine:
                 coalesce(g.since, s.silence_from) AS silence_from,
                 CASE WHEN g.customer_id IS NULL THEN s.silence_max
                      ELSE greatest(g.gap, CASE WHEN s.silence_from = g.since THEN s.silence_max END) END AS silence_max
+                {channel_merge}
             FROM touch_state s FULL OUTER JOIN touch_step i USING (customer_id)
                  LEFT JOIN silence_step g USING (customer_id)
         """)
@@ -308,28 +394,25 @@ class _Engine:
         shares = shares[shares["name"] != ""].groupby("name", sort=False)["share"].sum().sort_values(ascending=False, kind="stable")
         return list(shares[shares >= self.config.channel_min_share].head(self.config.max_channels).index)
 
-    def channel_members(self, names: Sequence[str]) -> dict[str, str]:
-        """Each channel name -> the SQL list of raw channel values it stands for."""
-        raw = [r[0] for r in self.con.execute("SELECT DISTINCT channel FROM interactions WHERE channel IS NOT NULL").fetchall()]
-        return {name: ", ".join(_quote(ch) for ch in raw if _safe_name(ch) == name) or "NULL" for name in names}
-
-    def features(self, pop: str, cutoff: pd.Timestamp, members: Mapping[str, str], attributes: Sequence[str]) -> pa.Table:
+    def features(self, pop: str, cutoff: pd.Timestamp, attributes: Sequence[str]) -> pa.Table:
         """Every feature of the population ``pop`` (SQL of customer_id, cutoff) at ``cutoff``,
         in the output's column order; the state must be at ``cutoff``."""
+        if self.state_at != pd.Timestamp(cutoff):
+            raise RuntimeError(f"the state is at {self.state_at}, not at {cutoff}")
         c = _lit(cutoff)
-        before = f"t < {c}"
+        # one query per feature group, each joining the population to the state it reads and
+        # returning rows in the same key order; the groups' columns are put side by side
+        # (cheaper than one query carrying every column through every join)
+        groups: list[tuple[list[str], list[str]]] = []
         cols: list[str] = []
-        joins: list[str] = []
-        # purchases: state + the orders of the last 365 days
-        win = ", ".join(f"count(*) FILTER (WHERE t >= {c} - INTERVAL {w} DAY) AS orders_{w}d, "
-                        f"sum(amount) FILTER (WHERE t >= {c} - INTERVAL {w} DAY) AS amount_{w}d" for w in ORDER_WINDOWS)
-        joins.append(f"""LEFT JOIN (SELECT customer_id, {win}, count(*) FILTER (WHERE returned) AS returns_365d
-                         FROM orders WHERE t >= {c} - INTERVAL {max(ORDER_WINDOWS)} DAY AND {before} GROUP BY ALL) ow
-                         USING (customer_id)""")
+        joins: list[str] = ["LEFT JOIN orders_window ow USING (customer_id)"]
+        groups.append((joins, cols))
         mean_gap = f"CASE WHEN o.n > 1 THEN {_days('o.last_t', 'o.first_t')} / (o.n - 1) END"
         purchases = {
             "days_since_last_order": _days(c, "o.last_t"), "tenure_days": _days(c, "o.first_t"),
-            **{f"{k}_{w}d": f"coalesce(ow.{k}_{w}d, 0)" for w in ORDER_WINDOWS for k in ("orders", "amount")},
+            # sums slid in and out of a window: rounded to a millionth against floating-point residue
+            **{f"orders_{w}d": f"coalesce(ow.orders_{w}d, 0)" for w in ORDER_WINDOWS},
+            **{f"amount_{w}d": f"round(coalesce(ow.amount_{w}d, 0), 6)" for w in ORDER_WINDOWS},
             "orders_total": "o.n", "amount_total": "o.amount", "returns_total": "o.returns",
             "returns_365d": "coalesce(ow.returns_365d, 0)", "last_gap_days": "o.last_gap", "max_gap_days": "o.max_gap",
             "mean_gap_days": mean_gap,
@@ -337,18 +420,12 @@ class _Engine:
         }
         cols += [f"CAST({expr} AS DOUBLE) AS {name}" for name, expr in purchases.items()]
         category = "NULL"
+        first_day, last_day = "date_trunc('day', o.first_t)", "date_trunc('day', o.last_t)"
+        cols += ["CAST(o.order_days - 1 AS DOUBLE) AS btyd_x",
+                 f"{_days(last_day, first_day)} / 7.0 AS btyd_t_x", f"{_days(c, first_day)} / 7.0 AS btyd_T"]
         if "interactions" in self.has:
-            touch_windows = ", ".join(
-                f"count(*) FILTER (WHERE {'' if d == 'out' else 'NOT '}outbound AND t >= {c} - INTERVAL {w} DAY) AS {d}bound_{w}d"
-                for d in ("out", "in") for w in INTERACTION_WINDOWS)
-            channel_cols = "".join(
-                f", count(*) FILTER (WHERE channel IN ({m}) AND t >= {c} - INTERVAL {CHANNEL_WINDOW} DAY) AS channel_{n}_{CHANNEL_WINDOW}d"
-                f", max(t) FILTER (WHERE channel IN ({m}) AND t >= {c} - INTERVAL {CHANNEL_WINDOW} DAY) AS last_{n}"
-                for n, m in members.items())
-            span = max(*INTERACTION_WINDOWS, CHANNEL_WINDOW)
-            joins.append(f"""LEFT JOIN touch_state s USING (customer_id)
-                LEFT JOIN (SELECT customer_id, {touch_windows}{channel_cols} FROM interactions
-                           WHERE t >= {c} - INTERVAL {span} DAY AND {before} GROUP BY ALL) iw USING (customer_id)""")
+            cols, joins = [], ["LEFT JOIN touch_state s USING (customer_id) LEFT JOIN interactions_window iw USING (customer_id)"]
+            groups.append((joins, cols))
             first_days_over = f"o.first_t + INTERVAL {FIRST_DAYS} DAY <= {c}"
             attention = {
                 "days_to_first_outbound": f"CASE WHEN s.first_out < {c} THEN {_days('s.first_out', 'o.first_t')} ELSE {_days(c, 'o.first_t')} END",
@@ -363,6 +440,13 @@ class _Engine:
                 "outbound_total": "coalesce(s.n_out, 0)", "inbound_total": "coalesce(s.n_in, 0)",
             }
             cols += [f"CAST({expr} AS DOUBLE) AS {name}" for name, expr in attention.items()]
+            for name in self.members:
+                count = f"coalesce(iw.channel_{name}_{CHANNEL_WINDOW}d, 0)"
+                cols.append(f"CAST({count} AS DOUBLE) AS channel_{name}_{CHANNEL_WINDOW}d")
+                # the last event on the channel is inside the window exactly when the window counts one
+                cols.append(f"CASE WHEN {count} > 0 THEN {_days(c, f's.last_{name}')} END AS days_since_{name}_{CHANNEL_WINDOW}d")
+        cols, joins = [], []
+        groups.append((joins, cols))
         if "nps" in self.has:
             joins.append("LEFT JOIN nps_state n USING (customer_id)")
             category = ("CASE WHEN n.last_score >= 9 THEN 'promoter' WHEN n.last_score >= 7 THEN 'passive' "
@@ -371,6 +455,15 @@ class _Engine:
                      "CAST(n.last_score - n.prev_score AS DOUBLE) AS nps_change",
                      f"{_days(c, 'n.last_t')} AS days_since_last_nps", "CAST(coalesce(n.n, 0) AS DOUBLE) AS nps_answers",
                      "CAST(n.n IS NULL AS DOUBLE) AS nps_never_answered"]
+        regular = "coalesce(o.n >= 2, FALSE)"
+        promoter = f"coalesce(({category}) = 'promoter', FALSE)"
+        tenure = _days(c, "o.first_t")
+        cols.append(f"CASE WHEN {regular} AND {promoter} THEN 'adherent' WHEN {regular} THEN 'regular' ELSE 'buyer' END AS lifecycle_stage")
+        cols.append(f"""CASE WHEN {tenure} < 2 THEN 'admit' WHEN {tenure} < 14 THEN 'affirm' WHEN {tenure} < 30 THEN 'activate'
+                             WHEN {tenure} < 100 THEN 'acclimate' WHEN NOT {regular} THEN 'accomplish'
+                             WHEN NOT {promoter} THEN 'adopt' ELSE 'advocate' END AS coleman_phase""")
+        cols, joins = [], []
+        groups.append((joins, cols))
         open_days = "0"
         if "complaints" in self.has:
             is_open = f"(resolved_at IS NULL OR resolved_at >= {c})"
@@ -404,26 +497,22 @@ class _Engine:
         if self.bank_supported():
             joins.append("LEFT JOIN bank_state b USING (customer_id)")
             cols.append(f"coalesce(b.s, 0) - {self.config.bank.open_complaint_day} * {open_days} AS bank_balance")
-        regular = "coalesce(o.n >= 2, FALSE)"
-        promoter = f"coalesce(({category}) = 'promoter', FALSE)"
-        tenure = _days(c, "o.first_t")
-        cols.append(f"CASE WHEN {regular} AND {promoter} THEN 'adherent' WHEN {regular} THEN 'regular' ELSE 'buyer' END AS lifecycle_stage")
-        cols.append(f"""CASE WHEN {tenure} < 2 THEN 'admit' WHEN {tenure} < 14 THEN 'affirm' WHEN {tenure} < 30 THEN 'activate'
-                             WHEN {tenure} < 100 THEN 'acclimate' WHEN NOT {regular} THEN 'accomplish'
-                             WHEN NOT {promoter} THEN 'adopt' ELSE 'advocate' END AS coleman_phase""")
         if attributes:
-            joins.append("LEFT JOIN attributes a USING (customer_id)")
-            cols += [f'a."{name}"' for name in attributes]
-        for name in sorted(members):
-            cols.append(f"CAST(coalesce(iw.channel_{name}_{CHANNEL_WINDOW}d, 0) AS DOUBLE) AS channel_{name}_{CHANNEL_WINDOW}d")
-            cols.append(f"{_days(c, f'iw.last_{name}')} AS days_since_{name}_{CHANNEL_WINDOW}d")
-        first_day, last_day = "date_trunc('day', o.first_t)", "date_trunc('day', o.last_t)"
-        cols += ["CAST(o.order_days - 1 AS DOUBLE) AS btyd_x",
-                 f"{_days(last_day, first_day)} / 7.0 AS btyd_t_x", f"{_days(c, first_day)} / 7.0 AS btyd_T"]
-        sql = f"""SELECT p.customer_id, CAST(p.cutoff AS TIMESTAMP) AS cutoff, {', '.join(cols)}
-                  FROM ({pop}) p LEFT JOIN order_state o USING (customer_id) {' '.join(joins)}
-                  ORDER BY p.customer_id"""
-        return self.con.sql(sql).to_arrow_table()
+            groups.append((["LEFT JOIN attributes a USING (customer_id)"], [f'a."{name}"' for name in attributes]))
+        # back from the integer key to the customer's id (keys are numbered in id order)
+        key = ["JOIN ids ON ids.k = p.customer_id"] if self.keyed else []
+        groups.insert(0, (key, [f"{'ids.id' if self.keyed else 'p.customer_id'} AS customer_id",
+                                "CAST(p.cutoff AS TIMESTAMP) AS cutoff"]))
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE pop_now AS {pop}")
+        arrays, names = [], []
+        for joins, cols in groups:
+            if not cols:
+                continue
+            part = self.con.sql(f"""SELECT {', '.join(cols)} FROM pop_now p LEFT JOIN order_state o USING (customer_id)
+                                    {' '.join(joins)} ORDER BY p.customer_id""").to_arrow_table()
+            arrays += part.columns
+            names += part.column_names
+        return pa.Table.from_arrays(arrays, names=names)
 
 
 def _safe_name(value: str) -> str:
@@ -522,20 +611,24 @@ def build_features(tables: Mapping[str, Source], cutoffs: Iterable[pd.Timestamp]
         if population is not None:
             wanted = pd.DataFrame({"customer_id": population["customer_id"].astype("str"),
                                    "cutoff": _ts(population["cutoff"]).to_numpy()})
-            engine.con.register("wanted", wanted)
-            _check_known(engine, tables)
+            engine.con.register("wanted_ids", wanted)
+            _check_known(engine)
             cutoffs = sorted(set(pd.to_datetime(wanted["cutoff"].unique())))
+        if len(cutoffs) > 1:
+            engine.materialize(max(cutoffs))
+        if population is not None:
+            key = "ids.k" if engine.keyed else "w.customer_id"
+            join = "JOIN ids ON ids.id = w.customer_id" if engine.keyed else ""
+            engine.con.execute(f"CREATE TEMP TABLE wanted AS SELECT DISTINCT {key} AS customer_id, w.cutoff FROM wanted_ids w {join}")
         attributes = _register_attributes(engine, tables.get("customers"))
-        members = {}
         if "interactions" in engine.has and cutoffs:
-            chosen = list(channels) if channels is not None else engine.channels(max(cutoffs))
-            members = engine.channel_members(chosen)
+            engine.set_channels(list(channels) if channels is not None else engine.channels(max(cutoffs)))
         parts = []
         for cutoff in _progress(cutoffs, progress):
             engine.advance(cutoff)
-            pop = (f"SELECT DISTINCT customer_id, cutoff FROM wanted WHERE cutoff = {_lit(cutoff)}"
+            pop = (f"SELECT customer_id, cutoff FROM wanted WHERE cutoff = {_lit(cutoff)}"
                    if population is not None else engine.population(cutoff))
-            parts.append(engine.features(pop, cutoff, members, attributes))
+            parts.append(engine.features(pop, cutoff, attributes))
     finally:
         engine.close()
     return _finish(parts, config, attributes)
@@ -549,10 +642,10 @@ def _progress(cutoffs: Sequence[pd.Timestamp], show: bool):
     return track(cutoffs, description="features by cutoff")
 
 
-def _check_known(engine: _Engine, tables: Mapping[str, Source]) -> None:
+def _check_known(engine: _Engine) -> None:
     known = " UNION ALL ".join(f"SELECT customer_id FROM {t}" for t in ("customers", "orders") if t in engine.has)
     unknown = engine.con.execute(
-        f"SELECT count(*) FROM (SELECT DISTINCT customer_id FROM wanted) w ANTI JOIN ({known}) k USING (customer_id)"
+        f"SELECT count(*) FROM (SELECT DISTINCT customer_id FROM wanted_ids) w ANTI JOIN ({known}) k USING (customer_id)"
     ).fetchone()[0]
     if unknown:
         raise ValueError(f"population holds {unknown} customer_ids that are in neither customers nor orders")
@@ -564,7 +657,7 @@ def _register_attributes(engine: _Engine, customers: Source | None) -> list[str]
     if customers is None:
         return []
     con = engine.con
-    cols = {"customer_id": "CAST(customer_id AS VARCHAR)"}
+    cols = {"customer_id": "customer_id"}
     for col, dtype in con.execute("SELECT column_name, column_type FROM (DESCRIBE customers)").fetchall():
         if col in ("customer_id", "created_at"):
             continue
