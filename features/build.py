@@ -32,6 +32,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from features import btyd
 from features.catalogue import BY_NAME
@@ -553,12 +554,17 @@ def build_population(tables: Mapping[str, Source], cutoffs: Iterable[pd.Timestam
     needed = {k: v for k, v in tables.items() if k in ("orders", "cancellations")}
     engine = _Engine(needed, FeatureConfig(active_window_days=active_window_days, btyd=False))
     parts = []
+    cutoffs = sorted(set(pd.to_datetime(list(cutoffs))))
     try:
-        for cutoff in sorted(pd.to_datetime(list(cutoffs))):
+        if len(cutoffs) > 1:  # the labels read orders up to the end of the last window
+            engine.materialize(max(cutoffs) + pd.Timedelta(days=(horizon_days or 0) + 1))
+        for cutoff in cutoffs:
             engine.advance(cutoff, orders_only=True)
             sql = engine.population(cutoff)
             if horizon_days is not None:
                 sql = engine.labels(sql, cutoff, horizon_days)
+            if engine.keyed:
+                sql = f"SELECT ids.id AS customer_id, q.* EXCLUDE (customer_id) FROM ({sql}) q JOIN ids ON ids.k = q.customer_id"
             parts.append(engine.con.sql(f"SELECT * FROM ({sql}) ORDER BY customer_id").to_arrow_table())
     finally:
         engine.close()
@@ -681,15 +687,20 @@ def _finish(parts: list[pa.Table], config: FeatureConfig, attributes: Sequence[s
         return pd.DataFrame({"customer_id": pd.Series(dtype="str"), "cutoff": pd.Series(dtype="datetime64[us]")})
     table = pa.concat_tables(parts)
     del parts[:]
+    categorical = []
+    for i, field in enumerate(table.schema):  # text features become categories in Arrow (fast)
+        if i >= 2 and (pa.types.is_string(field.type) or pa.types.is_large_string(field.type)):
+            table = table.set_column(i, field.name, pc.dictionary_encode(table.column(i)))
+            categorical.append(field.name)
     out = table.to_pandas(self_destruct=True, split_blocks=True)
     del table
     out["customer_id"] = out["customer_id"].astype("str")
     out["cutoff"] = out["cutoff"].astype("datetime64[us]")
     for name in out.columns[2:]:
-        feature = BY_NAME.get(name)
-        categorical = feature.categorical if feature else not pd.api.types.is_numeric_dtype(out[name])
-        if categorical:
-            out[name] = out[name].astype("category")
+        if name in categorical:  # categories in sorted order, whatever order the rows met them
+            out[name] = out[name].cat.reorder_categories(sorted(out[name].cat.categories))
+        elif BY_NAME.get(name) is not None and BY_NAME[name].categorical:
+            out[name] = out[name].astype("object").astype("category")  # e.g. a severity that is never set
         elif out[name].dtype != "float64":
             out[name] = out[name].astype("float64")
     if config.btyd and len(out):

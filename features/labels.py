@@ -13,7 +13,9 @@ gets no labels.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
+import duckdb
 import pandas as pd
 
 from features.build import build_population
@@ -24,10 +26,18 @@ TIME_COLUMNS = {
 }
 
 
-def data_end(tables: dict[str, pd.DataFrame]) -> pd.Timestamp:
-    """The latest event timestamp in the data: the end of what has been observed."""
-    ends = [tables[t][col].max() for t, col in TIME_COLUMNS.items() if t in tables and len(tables[t])]
-    return pd.Timestamp(max(ends))
+def _range(source, col: str) -> tuple:
+    """(min, max) of a timestamp column of a frame or a Parquet file (None when empty)."""
+    if isinstance(source, (str, Path)):
+        return duckdb.connect().execute(f"SELECT min({col}), max({col}) FROM read_parquet('{source}')").fetchone()
+    return (source[col].min(), source[col].max()) if len(source) else (None, None)
+
+
+def data_end(tables: dict) -> pd.Timestamp:
+    """The latest event timestamp in the data: the end of what has been observed. ``tables``
+    holds validated frames or paths to validated Parquet files."""
+    ends = [_range(tables[t], col)[1] for t, col in TIME_COLUMNS.items() if t in tables]
+    return pd.Timestamp(max(e for e in ends if e is not None and not pd.isna(e)))
 
 
 def default_as_of(tables: dict[str, pd.DataFrame]) -> pd.Timestamp:
@@ -41,8 +51,7 @@ def labelled_cutoffs(tables: dict[str, pd.DataFrame], horizon_days: int, *, freq
 
     The first cutoff is the first period start after the first order.
     """
-    orders = tables["orders"]
-    start = orders["ordered_at"].min()
+    start = pd.Timestamp(_range(tables["orders"], "ordered_at")[0])
     last = data_end(tables) - pd.Timedelta(days=horizon_days)
     cutoffs = list(pd.date_range(start, last, freq=freq, normalize=True))
     cutoffs = [c for c in cutoffs if c > start]

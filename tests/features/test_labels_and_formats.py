@@ -51,3 +51,28 @@ def test_csv_and_parquet_inputs_give_identical_features(sim, tmp_path):
     from_csv = build_features(load_data(tmp_path / "c", data_end=end).tables, cutoffs)
     pd.testing.assert_frame_equal(from_parquet, from_csv)
     assert len(from_parquet) > 1000
+
+
+def test_validated_parquet_files_read_directly_give_the_same_features(sim, tmp_path):
+    """The engine reads validated Parquet files itself (large data never sits in pandas)."""
+    tables = {k: v for k, v in sim.items() if k != "truth"}
+    write_dataset(tables, tmp_path / "p", fmt="parquet")
+    cutoffs = [pd.Timestamp("2025-03-01"), pd.Timestamp("2025-09-01")]
+    paths = {name: tmp_path / "p" / f"{name}.parquet" for name in tables}
+    from_frames = build_features(load_data(tmp_path / "p", data_end=END + pd.Timedelta(days=1)).tables, cutoffs)
+    pd.testing.assert_frame_equal(build_features(paths, cutoffs), from_frames)
+    assert labelled_cutoffs(paths, 90) == labelled_cutoffs(tables, 90)
+
+
+def test_a_cutoff_computed_alone_equals_the_same_cutoff_among_many(sim):
+    """The state advanced cutoff by cutoff (sliding windows, silence, NPS change, bank
+    account) gives exactly what one pass straight to that cutoff gives."""
+    tables = {k: v for k, v in sim.items() if k != "truth"}
+    cutoffs = list(pd.date_range("2024-10-01", "2025-09-01", freq="MS")) + [pd.Timestamp("2025-09-17 13:30")]
+    many = build_features(tables, cutoffs)
+    for cutoff in (cutoffs[3], cutoffs[-2], cutoffs[-1]):
+        alone = build_features(tables, [cutoff], channels=[c[len("channel_"):-len("_90d")] for c in many.columns
+                                                         if c.startswith("channel_")])
+        among = many[many["cutoff"] == cutoff].reset_index(drop=True)
+        pd.testing.assert_frame_equal(among, alone, check_exact=False, rtol=1e-9, atol=1e-9)
+        assert len(alone) > 300
