@@ -209,14 +209,17 @@ class _Engine:
             for w in sorted({w for _n, w, _e, _c in cols}):
                 slices.append(f"SELECT *, -1, {w} FROM {table} WHERE t >= {_lit(start)} - INTERVAL {w} DAY "
                               f"AND t < least({_lit(start)}, {c} - INTERVAL {w} DAY)")
-        sums = ", ".join(f"sum(sign * {expr}) FILTER (WHERE {cond} AND (w = {w} OR (w = 0 AND t >= {c} - INTERVAL {w} DAY))) AS {name}"
-                         for name, w, expr, cond in cols)
+        # in_<w>: +1 for an event entering window w, -1 for one leaving it, 0 otherwise
+        weights = ", ".join(f"CASE WHEN w = {w} OR (w = 0 AND t >= {c} - INTERVAL {w} DAY) THEN sign ELSE 0 END AS in_{w}"
+                            for w in sorted({w for _n, w, _e, _c in cols}))
+        sums = ", ".join(f"sum({expr} * in_{w}) FILTER (WHERE {cond}) AS {name}" for name, w, expr, cond in cols)
         merged = ", ".join(f"coalesce(s.{name}, 0) + coalesce(d.{name}, 0) AS {name}" for name, _w, _e, _c in cols)
         nonzero = " OR ".join(f"{name} <> 0" for name, _w, _e, _c in cols)
+        self.con.execute(f"""CREATE OR REPLACE TEMP TABLE {table}_delta AS
+            SELECT customer_id, {sums} FROM (SELECT *, {weights} FROM ({' UNION ALL '.join(slices)})) GROUP BY customer_id""")
         self.con.execute(f"""
             CREATE OR REPLACE TEMP TABLE {table}_window AS
-            WITH delta AS (SELECT customer_id, {sums} FROM ({' UNION ALL '.join(slices)}) GROUP BY customer_id)
-            SELECT * FROM (SELECT customer_id, {merged} FROM {table}_window s FULL OUTER JOIN delta d USING (customer_id))
+            SELECT * FROM (SELECT customer_id, {merged} FROM {table}_window s FULL OUTER JOIN {table}_delta d USING (customer_id))
             WHERE {nonzero}
         """)
 
@@ -278,32 +281,27 @@ class _Engine:
         """Touch counts and times, the first touch after the first order, and the silence:
         the longest gap with no interaction either way since the last order (a new order
         restarts it). ``order_state`` is already advanced; ``touch_state`` is not yet."""
-        last_touch = "greatest(s.last_out, s.last_in)"
-        self.con.execute(f"""
-            CREATE OR REPLACE TEMP TABLE silence_step AS
-            WITH since_order AS (
-                SELECT i.customer_id, i.t, o.last_t AS since, greatest(o.last_t, {last_touch}) AS before_first
-                FROM interactions i JOIN order_state o USING (customer_id) LEFT JOIN touch_state s USING (customer_id)
-                WHERE {span('i.t')} AND i.t >= o.last_t
-            ), gaps AS (
-                SELECT customer_id, since,
-                       {_days('t', 'coalesce(lag(t) OVER (PARTITION BY customer_id ORDER BY t), before_first)')} AS gap
-                FROM since_order
-            )
-            SELECT customer_id, any_value(since) AS since, max(gap) AS gap FROM gaps GROUP BY customer_id
-        """)
-        first_days = f"i.t >= o.first_t AND i.t < o.first_t + INTERVAL {FIRST_DAYS} DAY"
-        channel_last = "".join(f", max(i.t) FILTER (WHERE i.channel IN ({m})) AS last_{n}" for n, m in self.members.items())
+        first_days = f"t >= first_t AND t < first_t + INTERVAL {FIRST_DAYS} DAY"
+        channel_last = "".join(f", max(t) FILTER (WHERE channel IN ({m})) AS last_{n}" for n, m in self.members.items())
         channel_merge = "".join(f", greatest(s.last_{n}, i.last_{n}) AS last_{n}" for n in self.members)
+        # prev_event: the latest event before an interaction: the previous interaction (in
+        # this span, else the state's last touch) or the last order, whichever is later
         self.con.execute(f"""
             CREATE OR REPLACE TEMP TABLE touch_step AS
-            SELECT i.customer_id,
-                count(*) FILTER (WHERE i.outbound) AS n_out, count(*) FILTER (WHERE NOT i.outbound) AS n_in,
-                max(i.t) FILTER (WHERE i.outbound) AS last_out, max(i.t) FILTER (WHERE NOT i.outbound) AS last_in,
-                min(i.t) FILTER (WHERE i.outbound AND i.t >= o.first_t) AS first_out,
-                count(*) FILTER (WHERE i.outbound AND {first_days}) AS out_first_days{channel_last}
-            FROM interactions i LEFT JOIN order_state o USING (customer_id)
-            WHERE {span('i.t')} GROUP BY i.customer_id
+            WITH span AS (
+                SELECT i.customer_id, i.t, i.outbound, i.channel, o.first_t, o.last_t AS since,
+                    greatest(coalesce(lag(i.t) OVER (PARTITION BY i.customer_id ORDER BY i.t), greatest(s.last_out, s.last_in)),
+                             o.last_t) AS prev_event
+                FROM interactions i LEFT JOIN order_state o USING (customer_id) LEFT JOIN touch_state s USING (customer_id)
+                WHERE {span('i.t')}
+            )
+            SELECT customer_id,
+                count(*) FILTER (WHERE outbound) AS n_out, count(*) FILTER (WHERE NOT outbound) AS n_in,
+                max(t) FILTER (WHERE outbound) AS last_out, max(t) FILTER (WHERE NOT outbound) AS last_in,
+                min(t) FILTER (WHERE outbound AND t >= first_t) AS first_out,
+                count(*) FILTER (WHERE outbound AND {first_days}) AS out_first_days,
+                any_value(since) AS since, max({_days('t', 'prev_event')}) FILTER (WHERE t >= since) AS gap{channel_last}
+            FROM span GROUP BY customer_id
         """)
         self.con.execute(f"""
             CREATE OR REPLACE TEMP TABLE touch_state AS
@@ -312,12 +310,11 @@ class _Engine:
                 greatest(s.last_out, i.last_out) AS last_out, greatest(s.last_in, i.last_in) AS last_in,
                 coalesce(s.first_out, i.first_out) AS first_out,
                 coalesce(s.out_first_days, 0) + coalesce(i.out_first_days, 0) AS out_first_days,
-                coalesce(g.since, s.silence_from) AS silence_from,
-                CASE WHEN g.customer_id IS NULL THEN s.silence_max
-                     ELSE greatest(g.gap, CASE WHEN s.silence_from = g.since THEN s.silence_max END) END AS silence_max
+                CASE WHEN i.gap IS NULL THEN s.silence_from ELSE i.since END AS silence_from,
+                CASE WHEN i.gap IS NULL THEN s.silence_max
+                     ELSE greatest(i.gap, CASE WHEN s.silence_from = i.since THEN s.silence_max END) END AS silence_max
                 {channel_merge}
             FROM touch_state s FULL OUTER JOIN touch_step i USING (customer_id)
-                 LEFT JOIN silence_step g USING (customer_id)
         """)
 
     def _advance_nps(self, span) -> None:
@@ -687,22 +684,23 @@ def _finish(parts: list[pa.Table], config: FeatureConfig, attributes: Sequence[s
         return pd.DataFrame({"customer_id": pd.Series(dtype="str"), "cutoff": pd.Series(dtype="datetime64[us]")})
     table = pa.concat_tables(parts)
     del parts[:]
-    categorical = []
-    for i, field in enumerate(table.schema):  # text features become categories in Arrow (fast)
-        if i >= 2 and (pa.types.is_string(field.type) or pa.types.is_large_string(field.type)):
-            table = table.set_column(i, field.name, pc.dictionary_encode(table.column(i)))
-            categorical.append(field.name)
-    out = table.to_pandas(self_destruct=True, split_blocks=True)
-    del table
-    out["customer_id"] = out["customer_id"].astype("str")
-    out["cutoff"] = out["cutoff"].astype("datetime64[us]")
-    for name in out.columns[2:]:
-        if name in categorical:  # categories in sorted order, whatever order the rows met them
-            out[name] = out[name].cat.reorder_categories(sorted(out[name].cat.categories))
-        elif BY_NAME.get(name) is not None and BY_NAME[name].categorical:
-            out[name] = out[name].astype("object").astype("category")  # e.g. a severity that is never set
-        elif out[name].dtype != "float64":
-            out[name] = out[name].astype("float64")
+    # column by column (much faster than Table.to_pandas on many chunks): numbers as float64
+    # numpy arrays (missing = NaN), text features as categories with sorted levels
+    data = {}
+    for name in table.column_names:
+        column = table.column(0)
+        table = table.remove_column(0)  # frees each Arrow column once converted
+        if name == "customer_id":
+            data[name] = column.to_pandas().astype("str")
+        elif name == "cutoff":
+            data[name] = column.to_numpy().astype("datetime64[us]")
+        elif pa.types.is_string(column.type) or pa.types.is_large_string(column.type) or pa.types.is_null(column.type):
+            values = pc.dictionary_encode(column.cast(pa.string())).to_pandas()
+            data[name] = values.cat.reorder_categories(sorted(values.cat.categories))
+        else:
+            data[name] = column.to_numpy(zero_copy_only=False).astype("float64", copy=False)
+    out = pd.DataFrame(data, copy=False)
+    del data
     if config.btyd and len(out):
         btyd_cols = _btyd_features(out, config)
         for name in btyd_cols.columns:
