@@ -281,27 +281,32 @@ class _Engine:
         """Touch counts and times, the first touch after the first order, and the silence:
         the longest gap with no interaction either way since the last order (a new order
         restarts it). ``order_state`` is already advanced; ``touch_state`` is not yet."""
-        first_days = f"t >= first_t AND t < first_t + INTERVAL {FIRST_DAYS} DAY"
-        channel_last = "".join(f", max(t) FILTER (WHERE channel IN ({m})) AS last_{n}" for n, m in self.members.items())
+        last_touch = "greatest(s.last_out, s.last_in)"
+        self.con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE silence_step AS
+            WITH since_order AS (
+                SELECT i.customer_id, i.t, o.last_t AS since, greatest(o.last_t, {last_touch}) AS before_first
+                FROM interactions i JOIN order_state o USING (customer_id) LEFT JOIN touch_state s USING (customer_id)
+                WHERE {span('i.t')} AND i.t >= o.last_t
+            ), gaps AS (
+                SELECT customer_id, since,
+                       {_days('t', 'coalesce(lag(t) OVER (PARTITION BY customer_id ORDER BY t), before_first)')} AS gap
+                FROM since_order
+            )
+            SELECT customer_id, any_value(since) AS since, max(gap) AS gap FROM gaps GROUP BY customer_id
+        """)
+        first_days = f"i.t >= o.first_t AND i.t < o.first_t + INTERVAL {FIRST_DAYS} DAY"
+        channel_last = "".join(f", max(i.t) FILTER (WHERE i.channel IN ({m})) AS last_{n}" for n, m in self.members.items())
         channel_merge = "".join(f", greatest(s.last_{n}, i.last_{n}) AS last_{n}" for n in self.members)
-        # prev_event: the latest event before an interaction: the previous interaction (in
-        # this span, else the state's last touch) or the last order, whichever is later
         self.con.execute(f"""
             CREATE OR REPLACE TEMP TABLE touch_step AS
-            WITH span AS (
-                SELECT i.customer_id, i.t, i.outbound, i.channel, o.first_t, o.last_t AS since,
-                    greatest(coalesce(lag(i.t) OVER (PARTITION BY i.customer_id ORDER BY i.t), greatest(s.last_out, s.last_in)),
-                             o.last_t) AS prev_event
-                FROM interactions i LEFT JOIN order_state o USING (customer_id) LEFT JOIN touch_state s USING (customer_id)
-                WHERE {span('i.t')}
-            )
-            SELECT customer_id,
-                count(*) FILTER (WHERE outbound) AS n_out, count(*) FILTER (WHERE NOT outbound) AS n_in,
-                max(t) FILTER (WHERE outbound) AS last_out, max(t) FILTER (WHERE NOT outbound) AS last_in,
-                min(t) FILTER (WHERE outbound AND t >= first_t) AS first_out,
-                count(*) FILTER (WHERE outbound AND {first_days}) AS out_first_days,
-                any_value(since) AS since, max({_days('t', 'prev_event')}) FILTER (WHERE t >= since) AS gap{channel_last}
-            FROM span GROUP BY customer_id
+            SELECT i.customer_id,
+                count(*) FILTER (WHERE i.outbound) AS n_out, count(*) FILTER (WHERE NOT i.outbound) AS n_in,
+                max(i.t) FILTER (WHERE i.outbound) AS last_out, max(i.t) FILTER (WHERE NOT i.outbound) AS last_in,
+                min(i.t) FILTER (WHERE i.outbound AND i.t >= o.first_t) AS first_out,
+                count(*) FILTER (WHERE i.outbound AND {first_days}) AS out_first_days{channel_last}
+            FROM interactions i LEFT JOIN order_state o USING (customer_id)
+            WHERE {span('i.t')} GROUP BY i.customer_id
         """)
         self.con.execute(f"""
             CREATE OR REPLACE TEMP TABLE touch_state AS
@@ -310,11 +315,12 @@ class _Engine:
                 greatest(s.last_out, i.last_out) AS last_out, greatest(s.last_in, i.last_in) AS last_in,
                 coalesce(s.first_out, i.first_out) AS first_out,
                 coalesce(s.out_first_days, 0) + coalesce(i.out_first_days, 0) AS out_first_days,
-                CASE WHEN i.gap IS NULL THEN s.silence_from ELSE i.since END AS silence_from,
-                CASE WHEN i.gap IS NULL THEN s.silence_max
-                     ELSE greatest(i.gap, CASE WHEN s.silence_from = i.since THEN s.silence_max END) END AS silence_max
+                coalesce(g.since, s.silence_from) AS silence_from,
+                CASE WHEN g.customer_id IS NULL THEN s.silence_max
+                     ELSE greatest(g.gap, CASE WHEN s.silence_from = g.since THEN s.silence_max END) END AS silence_max
                 {channel_merge}
             FROM touch_state s FULL OUTER JOIN touch_step i USING (customer_id)
+                 LEFT JOIN silence_step g USING (customer_id)
         """)
 
     def _advance_nps(self, span) -> None:
