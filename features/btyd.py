@@ -30,30 +30,34 @@ class BgNbdParams:
     b: float
 
 
-def _log_likelihood(log_params: np.ndarray, x, t_x, T) -> float:
+def _log_likelihood(log_params: np.ndarray, x, t_x, T, weight=1.0) -> float:
     r, alpha, a, b = np.exp(log_params)
     common = gammaln(r + x) - gammaln(r) + r * np.log(alpha)
     a1 = betaln(a, b + x) - betaln(a, b) - (r + x) * np.log(alpha + T)
     with np.errstate(divide="ignore", invalid="ignore"):
         a2 = np.where(x > 0, betaln(a + 1, b + np.maximum(x, 1) - 1) - betaln(a, b) - (r + x) * np.log(alpha + t_x), -np.inf)
-    return float(np.sum(common + np.logaddexp(a1, a2)))
+    return float(np.sum(weight * (common + np.logaddexp(a1, a2))))
 
 
 def _fitting_sample(x, t_x, T, sample: int | None, seed: int, model: str):
-    """The (x, t_x, T) arrays a model is fitted on: a seeded sample when the base is large."""
+    """The (x, t_x, T, weight) arrays a model is fitted on: a seeded sample when the base is
+    large, with identical customers (same repeat days, same ages: common, since ages are whole
+    days) collapsed into one row weighted by their count. The likelihood is the same sum."""
     x, t_x, T = (np.asarray(v, dtype=float) for v in (x, t_x, T))
     if sample is not None and len(x) > sample:
         idx = np.random.default_rng(seed).choice(len(x), sample, replace=False)
         x, t_x, T = x[idx], t_x[idx], T[idx]
     if len(x) == 0:
         raise ValueError(f"{model} needs at least one customer with a purchase before the cutoff")
-    return x, t_x, T
+    rows, weight = np.unique(np.column_stack([x, t_x, T]), axis=0, return_counts=True)
+    return rows[:, 0], rows[:, 1], rows[:, 2], weight.astype(float)
 
 
 def fit_bgnbd(x, t_x, T, *, sample: int | None = 50_000, seed: int = 0) -> BgNbdParams:
     """Maximum-likelihood BG/NBD parameters from (x, t_x, T) arrays (weeks)."""
-    x, t_x, T = _fitting_sample(x, t_x, T, sample, seed, "BG/NBD")
-    result = minimize(lambda p: -_log_likelihood(p, x, t_x, T) / len(x), x0=np.log([0.5, max(T.mean(), 1.0), 1.0, 2.0]),
+    x, t_x, T, w = _fitting_sample(x, t_x, T, sample, seed, "BG/NBD")
+    n, mean_T = w.sum(), float(np.average(T, weights=w))
+    result = minimize(lambda p: -_log_likelihood(p, x, t_x, T, w) / n, x0=np.log([0.5, max(mean_T, 1.0), 1.0, 2.0]),
                       method="L-BFGS-B", bounds=[(-8, 6), (-8, 10), (-8, 6), (-8, 8)])
     r, alpha, a, b = np.exp(result.x)
     return BgNbdParams(r=float(r), alpha=float(alpha), a=float(a), b=float(b))
@@ -119,20 +123,21 @@ def _pnbd_log_a0(r, alpha, s, beta, x, t_x, T):
         return l1 + np.log1p(-np.exp(np.minimum(l2 - l1, 0.0)))
 
 
-def _pnbd_log_likelihood(log_params, x, t_x, T) -> float:
+def _pnbd_log_likelihood(log_params, x, t_x, T, weight=1.0) -> float:
     r, alpha, s, beta = np.exp(log_params)
     head = gammaln(r + x) - gammaln(r) + r * np.log(alpha) + s * np.log(beta)
     alive_to_T = -(r + x) * np.log(alpha + T) - s * np.log(beta + T)
     died = np.log(s / (r + s + x)) + _pnbd_log_a0(r, alpha, s, beta, x, t_x, T)
     ll = head + np.logaddexp(alive_to_T, np.where(np.isfinite(died), died, -np.inf))
-    return float(np.sum(ll)) if np.all(np.isfinite(ll)) else -1e300
+    return float(np.sum(weight * ll)) if np.all(np.isfinite(ll)) else -1e300
 
 
 def fit_pareto_nbd(x, t_x, T, *, sample: int | None = 5_000, seed: int = 0) -> ParetoNbdParams:
     """Maximum-likelihood Pareto/NBD parameters from (x, t_x, T) arrays (weeks)."""
-    x, t_x, T = _fitting_sample(x, t_x, T, sample, seed, "Pareto/NBD")
-    result = minimize(lambda p: -_pnbd_log_likelihood(p, x, t_x, T) / len(x),
-                      x0=np.log([0.5, max(T.mean(), 1.0), 0.5, max(T.mean(), 1.0)]),
+    x, t_x, T, w = _fitting_sample(x, t_x, T, sample, seed, "Pareto/NBD")
+    n, mean_T = w.sum(), float(np.average(T, weights=w))
+    result = minimize(lambda p: -_pnbd_log_likelihood(p, x, t_x, T, w) / n,
+                      x0=np.log([0.5, max(mean_T, 1.0), 0.5, max(mean_T, 1.0)]),
                       method="L-BFGS-B", bounds=[(-9, 9)] * 4)
     r, alpha, s, beta = np.exp(result.x)
     return ParetoNbdParams(r=float(r), alpha=float(alpha), s=float(s), beta=float(beta))
