@@ -25,7 +25,6 @@ Parquet files (DuckDB reads them directly, so the tables never have to fit in pa
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -192,39 +191,35 @@ class _Engine:
         key = "INTEGER" if self.keyed else "VARCHAR"
         self.con.execute(f"CREATE OR REPLACE TEMP TABLE {table}_window (customer_id {key}, {types})")
 
-    def _window_adds(self, table: str, cutoff: pd.Timestamp) -> str:
-        """Aggregates (over a span's raw rows) of the events entering each window at ``cutoff``:
-        ``, sum(expr) FILTER (WHERE cond AND t >= cutoff - w) AS add_<name>`` ..."""
-        c = _lit(cutoff)
-        return "".join(f", sum({expr}) FILTER (WHERE {cond} AND t >= {c} - INTERVAL {w} DAY) AS add_{name}"
-                       for name, w, expr, cond in self.windows.get(table, []))
-
-    def _advance_windows(self, table: str, step: str, start: pd.Timestamp | None, cutoff: pd.Timestamp) -> None:
+    def _advance_windows(self, table: str, start: pd.Timestamp | None, cutoff: pd.Timestamp) -> None:
         """Slide the windowed sums from [start - w, start) to [cutoff - w, cutoff): add the
-        events of [max(start, cutoff - w), cutoff) (counted by the span's step query, columns
-        ``add_<name>`` of ``step``), take away those of [start - w, min(start, cutoff - w)).
-        Each event is read when it enters a window and when it leaves it, never once per
-        cutoff. Customers whose sums are all zero are dropped."""
+        events of [max(start, cutoff - w), cutoff), take away those of [start - w,
+        min(start, cutoff - w)). Each event is read when it enters a window and when it
+        leaves it, never once per cutoff. Customers whose sums are all zero are dropped."""
         cols = self.windows.get(table)
         if not cols:
             return
         c = _lit(cutoff)
-        leaving = ""
+        widest = max(w for _n, w, _e, _c in cols)
+        low = f"{c} - INTERVAL {widest} DAY"
         if start is not None:
-            slices = [f"SELECT *, {w} AS w FROM {table} WHERE t >= {_lit(start)} - INTERVAL {w} DAY "
-                      f"AND t < least({_lit(start)}, {c} - INTERVAL {w} DAY)" for w in sorted({w for _n, w, _e, _c in cols})]
-            sums = ", ".join(f"sum({expr}) FILTER (WHERE {cond} AND w = {w}) AS {name}" for name, w, expr, cond in cols)
-            self.con.execute(f"""CREATE OR REPLACE TEMP TABLE {table}_leaving AS
-                SELECT customer_id, {sums} FROM ({' UNION ALL '.join(slices)}) GROUP BY customer_id""")
-            leaving = f"LEFT JOIN {table}_leaving x USING (customer_id)"
-        merged = ", ".join(f"coalesce(s.{name}, 0) + coalesce(a.add_{name}, 0)"
-                           + (f" - coalesce(x.{name}, 0)" if leaving else "") + f" AS {name}" for name, _w, _e, _c in cols)
+            low = f"greatest({_lit(start)}, {low})"
+        slices = [f"SELECT *, 1 AS sign, 0 AS w FROM {table} WHERE t >= {low} AND t < {c}"]
+        if start is not None:
+            for w in sorted({w for _n, w, _e, _c in cols}):
+                slices.append(f"SELECT *, -1, {w} FROM {table} WHERE t >= {_lit(start)} - INTERVAL {w} DAY "
+                              f"AND t < least({_lit(start)}, {c} - INTERVAL {w} DAY)")
+        # in_<w>: +1 for an event entering window w, -1 for one leaving it, 0 otherwise
+        weights = ", ".join(f"CASE WHEN w = {w} OR (w = 0 AND t >= {c} - INTERVAL {w} DAY) THEN sign ELSE 0 END AS in_{w}"
+                            for w in sorted({w for _n, w, _e, _c in cols}))
+        sums = ", ".join(f"sum({expr} * in_{w}) FILTER (WHERE {cond}) AS {name}" for name, w, expr, cond in cols)
+        merged = ", ".join(f"coalesce(s.{name}, 0) + coalesce(d.{name}, 0) AS {name}" for name, _w, _e, _c in cols)
         nonzero = " OR ".join(f"{name} <> 0" for name, _w, _e, _c in cols)
+        self.con.execute(f"""CREATE OR REPLACE TEMP TABLE {table}_delta AS
+            SELECT customer_id, {sums} FROM (SELECT *, {weights} FROM ({' UNION ALL '.join(slices)})) GROUP BY customer_id""")
         self.con.execute(f"""
             CREATE OR REPLACE TEMP TABLE {table}_window AS
-            SELECT * FROM (SELECT customer_id, {merged}
-                           FROM {table}_window s FULL OUTER JOIN (SELECT customer_id, {', '.join(f'add_{n}' for n, _w, _e, _c in cols)}
-                                                                  FROM {step}) a USING (customer_id) {leaving})
+            SELECT * FROM (SELECT customer_id, {merged} FROM {table}_window s FULL OUTER JOIN {table}_delta d USING (customer_id))
             WHERE {nonzero}
         """)
 
@@ -242,40 +237,32 @@ class _Engine:
         def span(col: str = "t") -> str:
             return (f"{col} >= {_lit(start)} AND " if start is not None else "") + f"{col} < {_lit(cutoff)}"
 
-        self._advance_orders(span, cutoff, with_windows=not orders_only)
+        self._advance_orders(span)
         if not orders_only:
-            self._advance_windows("orders", "order_step", start, cutoff)
+            self._advance_windows("orders", start, cutoff)
             if "interactions" in self.has:
-                self._advance_touches(span, cutoff)
-                self._advance_windows("interactions", "touch_step", start, cutoff)
+                self._advance_touches(span)
+                self._advance_windows("interactions", start, cutoff)
             if "nps" in self.has:
-                self._advance_nps(span, cutoff)
+                self._advance_nps(span)
             if self.bank_supported():
                 self._advance_bank(span, start, cutoff)
         self.state_at = cutoff
 
-    def _decayed(self, weight: str, cutoff: pd.Timestamp) -> str:
-        """An event's weight in the emotional bank account at ``cutoff``, decayed by its age."""
-        return f"({weight}) * exp(-{self.bank_lambda} * {_days(_lit(cutoff), 't')})"
-
-    def _advance_orders(self, span, cutoff: pd.Timestamp, *, with_windows: bool = True) -> None:
+    def _advance_orders(self, span) -> None:
         # orders at one timestamp form one step (ties never split a gap); a step's gap is
-        # measured from the previous step, the first one of this span from the state's last order.
-        # The same pass counts the orders entering the windows and their bank account deposits.
-        extra = (self._window_adds("orders", cutoff) + f", sum({self._decayed(self.config.bank.order, cutoff)}) AS bank_add"
-                 if with_windows else "")
-        outer = "".join(f", sum(s.{name}) AS {name}" for name in re.findall(r" AS (\w+)", extra))
+        # measured from the previous step, the first one of this span from the state's last order
         gap = _days("s.t", "coalesce(s.prev_t, o.last_t)")
         new_day = "CASE WHEN date_trunc('day', s.t) = date_trunc('day', coalesce(s.prev_t, o.last_t)) THEN 0 ELSE 1 END"
         self.con.execute(f"""
             CREATE OR REPLACE TEMP TABLE order_step AS
             WITH steps AS (
-                SELECT customer_id, t, count(*) AS n, sum(amount) AS amount, count(*) FILTER (WHERE returned) AS returns{extra}
+                SELECT customer_id, t, count(*) AS n, sum(amount) AS amount, count(*) FILTER (WHERE returned) AS returns
                 FROM orders WHERE {span()} GROUP BY customer_id, t
             ), seq AS (SELECT *, lag(t) OVER (PARTITION BY customer_id ORDER BY t) AS prev_t FROM steps)
             SELECT s.customer_id, sum(s.n) AS n, sum(s.amount) AS amount, sum(s.returns) AS returns,
                    sum({new_day}) AS new_days, min(s.t) AS first_t, max(s.t) AS last_t,
-                   max({gap}) AS max_gap, arg_max_null({gap}, s.t) AS last_gap{outer}
+                   max({gap}) AS max_gap, arg_max_null({gap}, s.t) AS last_gap
             FROM seq s LEFT JOIN order_state o USING (customer_id) GROUP BY s.customer_id
         """)
         self.con.execute("""
@@ -290,7 +277,7 @@ class _Engine:
             FROM order_state o FULL OUTER JOIN order_step i USING (customer_id)
         """)
 
-    def _advance_touches(self, span, cutoff: pd.Timestamp) -> None:
+    def _advance_touches(self, span) -> None:
         """Touch counts and times, the first touch after the first order, and the silence:
         the longest gap with no interaction either way since the last order (a new order
         restarts it). ``order_state`` is already advanced; ``touch_state`` is not yet."""
@@ -311,16 +298,13 @@ class _Engine:
         first_days = f"i.t >= o.first_t AND i.t < o.first_t + INTERVAL {FIRST_DAYS} DAY"
         channel_last = "".join(f", max(i.t) FILTER (WHERE i.channel IN ({m})) AS last_{n}" for n, m in self.members.items())
         channel_merge = "".join(f", greatest(s.last_{n}, i.last_{n}) AS last_{n}" for n in self.members)
-        # the same pass counts the touches entering the windows and the outbound touches' deposits
-        extra = (self._window_adds("interactions", cutoff)
-                 + f", sum({self._decayed(self.config.bank.outbound_touch, cutoff)}) FILTER (WHERE i.outbound) AS bank_add")
         self.con.execute(f"""
             CREATE OR REPLACE TEMP TABLE touch_step AS
             SELECT i.customer_id,
                 count(*) FILTER (WHERE i.outbound) AS n_out, count(*) FILTER (WHERE NOT i.outbound) AS n_in,
                 max(i.t) FILTER (WHERE i.outbound) AS last_out, max(i.t) FILTER (WHERE NOT i.outbound) AS last_in,
                 min(i.t) FILTER (WHERE i.outbound AND i.t >= o.first_t) AS first_out,
-                count(*) FILTER (WHERE i.outbound AND {first_days}) AS out_first_days{channel_last}{extra}
+                count(*) FILTER (WHERE i.outbound AND {first_days}) AS out_first_days{channel_last}
             FROM interactions i LEFT JOIN order_state o USING (customer_id)
             WHERE {span('i.t')} GROUP BY i.customer_id
         """)
@@ -339,18 +323,13 @@ class _Engine:
                  LEFT JOIN silence_step g USING (customer_id)
         """)
 
-    def _advance_nps(self, span, cutoff: pd.Timestamp) -> None:
+    def _advance_nps(self, span) -> None:
         # answers at one timestamp form one step (the lower score counts); the change is
-        # between the last two steps. Every answer is a deposit (promoter) or a withdrawal (detractor).
-        w = self.config.bank
-        deposit = self._decayed(f"CASE WHEN score >= 9 THEN {w.promoter_answer} WHEN score <= 6 THEN {w.detractor_answer} "
-                                "ELSE 0 END", cutoff)
+        # between the last two steps
         self.con.execute(f"""
             CREATE OR REPLACE TEMP TABLE nps_step AS
-            WITH steps AS (SELECT customer_id, t, min(score) AS score, count(*) AS n, sum({deposit}) AS bank_add
-                           FROM nps WHERE {span()} GROUP BY ALL)
-            SELECT customer_id, sum(n) AS n, max(t) AS last_t, arg_max(score, t, 2) AS last_two, sum(bank_add) AS bank_add
-            FROM steps GROUP BY ALL
+            WITH steps AS (SELECT customer_id, t, min(score) AS score, count(*) AS n FROM nps WHERE {span()} GROUP BY ALL)
+            SELECT customer_id, sum(n) AS n, max(t) AS last_t, arg_max(score, t, 2) AS last_two FROM steps GROUP BY ALL
         """)
         self.con.execute("""
             CREATE OR REPLACE TEMP TABLE nps_state AS
@@ -364,21 +343,23 @@ class _Engine:
     def _advance_bank(self, span, start: pd.Timestamp | None, cutoff: pd.Timestamp) -> None:
         """The emotional bank account's balance at the cutoff, sum of weight * exp(-lambda * age):
         the balance at the previous cutoff decays by exp(-lambda * days between the cutoffs),
-        the span's events add their own decayed weights (every exponent <= 0: no overflow).
-        Orders, touches and answers were weighed by their own step queries; complaints (opened:
-        a withdrawal; resolved: a deposit) are weighed here."""
+        the new events add their own decayed weights (every exponent <= 0: no overflow)."""
         w = self.config.bank
-        steps = ["order_step"] + [t for t, name in (("touch_step", "interactions"), ("nps_step", "nps")) if name in self.has]
-        parts = [f"SELECT customer_id, bank_add AS s FROM {t}" for t in steps]
+        parts = [f"SELECT customer_id, t, {w.order} AS w FROM orders"]
+        if "interactions" in self.has:
+            parts.append(f"SELECT customer_id, t, {w.outbound_touch} FROM interactions WHERE outbound")
         if "complaints" in self.has:
-            parts.append(f"SELECT customer_id, {self._decayed(w.complaint, cutoff)} FROM (SELECT customer_id, opened_at AS t "
-                         f"FROM complaints) WHERE {span()}")
-            parts.append(f"SELECT customer_id, {self._decayed(w.resolved_complaint, cutoff)} FROM (SELECT customer_id, "
-                         f"resolved_at AS t FROM complaints) WHERE {span()}")
-        carried = f"exp(-{self.bank_lambda} * {_days(_lit(cutoff), _lit(start))})" if start is not None else "0"
+            parts.append(f"SELECT customer_id, opened_at, {w.complaint} FROM complaints")
+            parts.append(f"SELECT customer_id, resolved_at, {w.resolved_complaint} FROM complaints WHERE resolved_at IS NOT NULL")
+        if "nps" in self.has:
+            parts.append(f"SELECT customer_id, t, {w.promoter_answer} FROM nps WHERE score >= 9")
+            parts.append(f"SELECT customer_id, t, {w.detractor_answer} FROM nps WHERE score <= 6")
+        events = " UNION ALL ".join(f"SELECT * FROM ({p}) e(customer_id, t, w) WHERE {span()}" for p in parts)
+        lam, c = self.bank_lambda, _lit(cutoff)
+        carried = f"exp(-{lam} * {_days(c, _lit(start))})" if start is not None else "0"
         self.con.execute(f"""
             CREATE OR REPLACE TEMP TABLE bank_state AS
-            WITH step AS (SELECT customer_id, sum(s) AS s FROM ({' UNION ALL '.join(parts)}) GROUP BY ALL)
+            WITH step AS (SELECT customer_id, sum(w * exp(-{lam} * {_days(c, 't')})) AS s FROM ({events}) GROUP BY ALL)
             SELECT customer_id, coalesce(b.s, 0) * {carried} + coalesce(i.s, 0) AS s
             FROM bank_state b FULL OUTER JOIN step i USING (customer_id)
         """)
