@@ -9,9 +9,9 @@ import argparse
 import time
 
 
-from features.build import build_features, feature_columns
+from features.build import feature_columns
 from features.cdnow import load_cdnow_orders
-from features.labels import build_labels, labelled_cutoffs
+from features.labels import build_training_set, labelled_cutoffs
 from features.simulate import simulate
 from models.evaluate import classification_metrics
 from models.train import backtest, fit_evaluate, split_cutoffs
@@ -20,9 +20,7 @@ from pipelines.settings import Settings
 
 def training_frame(tables, horizon_days=90):
     cutoffs = labelled_cutoffs(tables, horizon_days)
-    labels = build_labels(tables, cutoffs, horizon_days=horizon_days)
-    features = build_features(tables, cutoffs, population=labels[["customer_id", "cutoff"]])
-    return labels.merge(features, on=["customer_id", "cutoff"]), cutoffs
+    return build_training_set(tables, cutoffs, horizon_days=horizon_days), cutoffs
 
 
 def simulated(customers: int, params: dict) -> None:

@@ -42,7 +42,7 @@ def main() -> None:
 
     from features.build import build_features, channel_list, feature_columns
     from features.contract import load_data
-    from features.labels import build_labels, default_as_of, labelled_cutoffs
+    from features.labels import build_training_set, default_as_of, labelled_cutoffs
     from features.simulate import simulate
     from models import registry, report, score
     from models.train import fit_evaluate, split_cutoffs
@@ -54,8 +54,7 @@ def main() -> None:
     sim = timed(f"simulate {args.train_customers:,} customers for training", lambda: simulate(args.train_customers, seed=99), log)
     tables = {k: v for k, v in sim.items() if k != "truth"}
     cutoffs = labelled_cutoffs(tables, 90)[-12:]
-    labels = build_labels(tables, cutoffs, horizon_days=90)
-    frame = labels.merge(build_features(tables, cutoffs, population=labels[["customer_id", "cutoff"]]), on=["customer_id", "cutoff"])
+    frame = build_training_set(tables, cutoffs, horizon_days=90)
     split = split_cutoffs(cutoffs, horizon_days=90, valid_cutoffs=2)
     cols = feature_columns(frame)
     fitted = timed("train", lambda: fit_evaluate(frame, split, cols, settings.train.model_params(), baselines=False), log)

@@ -505,8 +505,9 @@ class _Engine:
             groups.append((["LEFT JOIN attributes a USING (customer_id)"], [f'a."{name}"' for name in attributes]))
         # back from the integer key to the customer's id (keys are numbered in id order)
         key = ["JOIN ids ON ids.k = p.customer_id"] if self.keyed else []
+        labelled = "label" in [r[0] for r in self.con.execute(f"DESCRIBE {pop}").fetchall()]
         groups.insert(0, (key, [f"{'ids.id' if self.keyed else 'p.customer_id'} AS customer_id",
-                                "CAST(p.cutoff AS TIMESTAMP) AS cutoff"]))
+                                "CAST(p.cutoff AS TIMESTAMP) AS cutoff"] + (["p.label"] if labelled else [])))
         self.con.execute(f"CREATE OR REPLACE TEMP TABLE pop_now AS {pop}")
         arrays, names = [], []
         for joins, cols in groups:
@@ -600,7 +601,7 @@ def _btyd_features(frame: pd.DataFrame, config: FeatureConfig) -> pd.DataFrame:
 def build_features(tables: Mapping[str, Source], cutoffs: Iterable[pd.Timestamp], *,
                    config: FeatureConfig | None = None, active_window_days: int | None = None,
                    population: pd.DataFrame | None = None, channels: Sequence[str] | None = None,
-                   progress: bool = False) -> pd.DataFrame:
+                   label_horizon_days: int | None = None, progress: bool = False) -> pd.DataFrame:
     """Features of every client in the population at each cutoff.
 
     ``tables``: validated input tables (``features.contract``) as frames or paths to Parquet
@@ -609,7 +610,10 @@ def build_features(tables: Mapping[str, Source], cutoffs: Iterable[pd.Timestamp]
     ``channels``: interaction channels that get their own features (default: chosen from the
     data before the latest cutoff; pass the model's list when scoring). Returns one row per
     (customer_id, cutoff), sorted by cutoff then customer, with the catalogue's columns that
-    the data supports. Reads only facts strictly before each cutoff.
+    the data supports. Reads only facts strictly before each cutoff. With
+    ``label_horizon_days`` (and no ``population``), also each client's ``label`` (see
+    ``features.labels``: use ``build_training_set`` there, which keeps only the cutoffs whose
+    label window is observed), computed in the same pass.
     """
     config = config or FeatureConfig()
     if active_window_days is not None:
@@ -623,8 +627,10 @@ def build_features(tables: Mapping[str, Source], cutoffs: Iterable[pd.Timestamp]
             engine.con.register("wanted_ids", wanted)
             _check_known(engine)
             cutoffs = sorted(set(pd.to_datetime(wanted["cutoff"].unique())))
-        if len(cutoffs) > 1:
-            engine.materialize(max(cutoffs))
+        if population is not None and label_horizon_days is not None:
+            raise ValueError("label_horizon_days labels the clients at each cutoff: leave population out")
+        if len(cutoffs) > 1:  # labels read the orders up to the end of the last label window
+            engine.materialize(max(cutoffs) + pd.Timedelta(days=(label_horizon_days or 0) + 1))
         if population is not None:
             key = "ids.k" if engine.keyed else "w.customer_id"
             join = "JOIN ids ON ids.id = w.customer_id" if engine.keyed else ""
@@ -637,6 +643,8 @@ def build_features(tables: Mapping[str, Source], cutoffs: Iterable[pd.Timestamp]
             engine.advance(cutoff)
             pop = (f"SELECT customer_id, cutoff FROM wanted WHERE cutoff = {_lit(cutoff)}"
                    if population is not None else engine.population(cutoff))
+            if label_horizon_days is not None:
+                pop = engine.labels(pop, cutoff, label_horizon_days)
             parts.append(engine.features(pop, cutoff, attributes))
     finally:
         engine.close()
@@ -700,6 +708,8 @@ def _finish(parts: list[pa.Table], config: FeatureConfig, attributes: Sequence[s
             data[name] = column.to_pandas().astype("str")
         elif name == "cutoff":
             data[name] = column.to_numpy().astype("datetime64[us]")
+        elif name == "label":
+            data[name] = column.to_numpy().astype("int8")
         elif pa.types.is_string(column.type) or pa.types.is_large_string(column.type) or pa.types.is_null(column.type):
             values = pc.dictionary_encode(column.cast(pa.string())).to_pandas()
             data[name] = values.cat.reorder_categories(sorted(values.cat.categories))
@@ -714,7 +724,7 @@ def _finish(parts: list[pa.Table], config: FeatureConfig, attributes: Sequence[s
     feature_cols = [name for name in BY_NAME if name in out.columns]
     dynamic = sorted(c for c in out.columns if c.startswith(("channel_", "days_since_")) and c not in BY_NAME
                      and c.endswith(f"_{CHANNEL_WINDOW}d"))
-    ordered = (KEYS + feature_cols + dynamic + [c for c in attributes if c not in feature_cols]
+    ordered = (KEYS + (["label"] if "label" in out.columns else []) + feature_cols + dynamic + [c for c in attributes if c not in feature_cols]
                + [c for c in BTYD_INPUTS if c in out.columns])
     return out[ordered]
 

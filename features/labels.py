@@ -18,7 +18,8 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from features.build import build_population
+from features.build import build_features, build_population
+from features.config import FeatureConfig
 
 TIME_COLUMNS = {
     "orders": "ordered_at", "interactions": "occurred_at", "nps": "answered_at",
@@ -73,3 +74,18 @@ def build_labels(tables: dict[str, pd.DataFrame], cutoffs: Iterable[pd.Timestamp
                              "label": pd.Series(dtype="int8")})
     labels = build_population(tables, cutoffs, active_window_days=active_window_days, horizon_days=horizon_days)
     return labels.assign(label=labels["label"].astype("int8"))
+
+
+def build_training_set(tables: dict, cutoffs: Iterable[pd.Timestamp], *, horizon_days: int = 90,
+                       config: FeatureConfig | None = None, progress: bool = False) -> pd.DataFrame:
+    """The training set: one row per client and labelled cutoff, ``(customer_id, cutoff,
+    label, features...)``, labels and features from one pass over the history (the same
+    rows as ``build_labels`` joined to ``build_features``). Cutoffs whose label window is
+    not fully observed are left out."""
+    config = config or FeatureConfig()
+    end = data_end(tables)
+    cutoffs = [c for c in pd.to_datetime(list(cutoffs)) if c + pd.Timedelta(days=horizon_days) <= end]
+    if not cutoffs:
+        return pd.DataFrame({"customer_id": pd.Series(dtype="str"), "cutoff": pd.Series(dtype="datetime64[us]"),
+                             "label": pd.Series(dtype="int8")})
+    return build_features(tables, cutoffs, config=config, label_horizon_days=horizon_days, progress=progress)

@@ -113,11 +113,7 @@ def training_set_task(tables: dict, settings: Settings) -> tuple[pd.DataFrame, l
     horizon = settings.labels.horizon_days
     cutoffs = labels.labelled_cutoffs(tables, horizon, freq=settings.cutoffs.frequency,
                                       max_cutoffs=settings.cutoffs.max_cutoffs)
-    observations = labels.build_labels(tables, cutoffs, horizon_days=horizon,
-                                       active_window_days=settings.features.active_window_days)
-    features = build.build_features(tables, cutoffs, config=settings.feature_config(),
-                                    population=observations[["customer_id", "cutoff"]])
-    frame = observations.merge(features, on=["customer_id", "cutoff"], how="left", validate="one_to_one")
+    frame = labels.build_training_set(tables, cutoffs, horizon_days=horizon, config=settings.feature_config())
     return frame, cutoffs
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from features.build import build_features
 from features.contract import load_data
-from features.labels import build_labels, labelled_cutoffs
+from features.labels import build_labels, build_training_set, labelled_cutoffs
 from features.simulate import simulate, write_dataset
 
 END = pd.Timestamp("2025-12-31")
@@ -76,3 +76,16 @@ def test_a_cutoff_computed_alone_equals_the_same_cutoff_among_many(sim):
         among = many[many["cutoff"] == cutoff].reset_index(drop=True)
         pd.testing.assert_frame_equal(among, alone, check_exact=False, rtol=1e-9, atol=1e-9)
         assert len(alone) > 300
+
+
+@pytest.mark.parametrize("contractual", [True, False])
+def test_training_set_is_the_labels_joined_to_the_features(sim, contractual):
+    """One pass builds labels and features; it gives the rows of the two separate steps."""
+    tables = {k: v for k, v in sim.items() if k != "truth" and (contractual or k != "cancellations")}
+    cutoffs = labelled_cutoffs(tables, 90)[-6:]
+    observations = build_labels(tables, cutoffs, horizon_days=90)
+    joined = observations.merge(build_features(tables, cutoffs, population=observations[["customer_id", "cutoff"]]),
+                                on=["customer_id", "cutoff"], how="left")
+    together = build_training_set(tables, cutoffs, horizon_days=90)
+    pd.testing.assert_frame_equal(together, joined)
+    assert together["label"].between(0, 1).all() and 0 < together["label"].mean() < 1
