@@ -11,13 +11,15 @@ Time semantics, held everywhere:
 Engine: the history is read once, in time order, whatever the number of cutoffs. The
 engine keeps a small per-customer state (order counts and sums, first and last order, the
 last and longest gap, last touches, the silence since the last order, the last two NPS
-answers, the emotional bank account's running sum ...) and advances it cutoff by cutoff:
-from ``c[k-1]`` to ``c[k]`` it reads only the events in ``[c[k-1], c[k])`` and folds them
-into the state (one SQL query per table, time bounds written out). Windowed counts
-(orders in the last 30/90/365 days, touches and channels in the last 30/90 days) read
-only their window; complaints, a small table, are aggregated directly. A single cutoff
-is one pass over its history; twelve monthly cutoffs read the history once plus their
-windows, not twelve times.
+answers, the emotional bank account's decayed balance ...) and advances it cutoff by
+cutoff: from ``c[k-1]`` to ``c[k]`` it reads only the events in ``[c[k-1], c[k])`` and
+folds them into the state (one SQL query per table, time bounds written out). Windowed
+counts (orders in the last 30/90/365 days, touches and channels in the last 30/90 days)
+slide: an event is added when it enters a window and taken away when it leaves it.
+Complaints, a small table, are aggregated directly at each cutoff. A single cutoff is one
+pass over its history; twelve monthly cutoffs read the history once, not twelve times
+(first copied into DuckDB sorted by time and keyed by an integer per customer, so each
+span is found from block min/max values).
 
 Inputs: validated tables (``features.contract``) as pandas frames, or paths to validated
 Parquet files (DuckDB reads them directly, so the tables never have to fit in pandas).
