@@ -103,6 +103,7 @@ class _Engine:
         self.has = set(self.columns)
         self.state_at: pd.Timestamp | None = None
         self.windows: dict[str, list[tuple[str, int, str, str]]] = {}
+        self.latest: dict[str, list[tuple[str, str]]] = {}
         self.keyed = False  # customer_id is an integer key (see materialize)
         w = config.bank
         self.bank_lambda = math.log(2) / w.half_life_days
@@ -176,20 +177,27 @@ class _Engine:
             return
         raw = [r[0] for r in self.con.execute("SELECT DISTINCT channel FROM interactions WHERE channel IS NOT NULL").fetchall()]
         self.members = {name: ", ".join(_quote(ch) for ch in raw if _safe_name(ch) == name) or "NULL" for name in sorted(names)}
-        channel_cols = "".join(f", last_{n} TIMESTAMP" for n in self.members)
         key = "INTEGER" if self.keyed else "VARCHAR"
         self.con.execute(f"""CREATE OR REPLACE TEMP TABLE touch_state (customer_id {key}, n_out BIGINT, n_in BIGINT,
             last_out TIMESTAMP, last_in TIMESTAMP, first_out TIMESTAMP, out_first_days BIGINT,
-            silence_from TIMESTAMP, silence_max DOUBLE{channel_cols})""")
+            silence_from TIMESTAMP, silence_max DOUBLE)""")
         touches = [(f"{d}bound_{w}d", w, "1", "outbound" if d == "out" else "NOT outbound")
                    for d in ("out", "in") for w in INTERACTION_WINDOWS]
         touches += [(f"channel_{n}_{CHANNEL_WINDOW}d", CHANNEL_WINDOW, "1", f"channel IN ({m})") for n, m in self.members.items()]
-        self._window_table("interactions", touches)
+        # the last event on each channel: only ever read while the channel's window count is
+        # positive, and then that event is inside the window, so it is taken from the events
+        # entering the window (not from the whole history)
+        self._window_table("interactions", touches, [(n, f"channel IN ({m})") for n, m in self.members.items()])
 
-    def _window_table(self, table: str, cols: list[tuple[str, int, str, str]]) -> None:
-        """Windowed sums of ``table``: (column, window days, expression summed, condition)."""
+    def _window_table(self, table: str, cols: list[tuple[str, int, str, str]],
+                      latest: list[tuple[str, str]] = ()) -> None:
+        """Windowed sums of ``table``: (column, window days, expression summed, condition);
+        ``latest``: (name, condition) of the times ``last_<name>`` of the latest matching event
+        that entered a window."""
         self.windows[table] = cols
-        types = ", ".join(f"{name} {'BIGINT' if expr == '1' else 'DOUBLE'}" for name, _w, expr, _c in cols)
+        self.latest[table] = list(latest)
+        types = ", ".join([f"{name} {'BIGINT' if expr == '1' else 'DOUBLE'}" for name, _w, expr, _c in cols]
+                          + [f"last_{name} TIMESTAMP" for name, _c in latest])
         key = "INTEGER" if self.keyed else "VARCHAR"
         self.con.execute(f"CREATE OR REPLACE TEMP TABLE {table}_window (customer_id {key}, {types})")
 
@@ -215,7 +223,10 @@ class _Engine:
         weights = ", ".join(f"CASE WHEN w = {w} OR (w = 0 AND t >= {c} - INTERVAL {w} DAY) THEN sign ELSE 0 END AS in_{w}"
                             for w in sorted({w for _n, w, _e, _c in cols}))
         sums = ", ".join(f"sum({expr} * in_{w}) FILTER (WHERE {cond}) AS {name}" for name, w, expr, cond in cols)
-        merged = ", ".join(f"coalesce(s.{name}, 0) + coalesce(d.{name}, 0) AS {name}" for name, _w, _e, _c in cols)
+        latest = self.latest.get(table, [])
+        sums += "".join(f", max(t) FILTER (WHERE sign = 1 AND {cond}) AS last_{name}" for name, cond in latest)
+        merged = ", ".join([f"coalesce(s.{name}, 0) + coalesce(d.{name}, 0) AS {name}" for name, _w, _e, _c in cols]
+                           + [f"greatest(s.last_{name}, d.last_{name}) AS last_{name}" for name, _c in latest])
         nonzero = " OR ".join(f"{name} <> 0" for name, _w, _e, _c in cols)
         self.con.execute(f"""CREATE OR REPLACE TEMP TABLE {table}_delta AS
             SELECT customer_id, {sums} FROM (SELECT *, {weights} FROM ({' UNION ALL '.join(slices)})) GROUP BY customer_id""")
@@ -298,15 +309,13 @@ class _Engine:
             SELECT customer_id, any_value(since) AS since, max(gap) AS gap FROM gaps GROUP BY customer_id
         """)
         first_days = f"i.t >= o.first_t AND i.t < o.first_t + INTERVAL {FIRST_DAYS} DAY"
-        channel_last = "".join(f", max(i.t) FILTER (WHERE i.channel IN ({m})) AS last_{n}" for n, m in self.members.items())
-        channel_merge = "".join(f", greatest(s.last_{n}, i.last_{n}) AS last_{n}" for n in self.members)
         self.con.execute(f"""
             CREATE OR REPLACE TEMP TABLE touch_step AS
             SELECT i.customer_id,
                 count(*) FILTER (WHERE i.outbound) AS n_out, count(*) FILTER (WHERE NOT i.outbound) AS n_in,
                 max(i.t) FILTER (WHERE i.outbound) AS last_out, max(i.t) FILTER (WHERE NOT i.outbound) AS last_in,
                 min(i.t) FILTER (WHERE i.outbound AND i.t >= o.first_t) AS first_out,
-                count(*) FILTER (WHERE i.outbound AND {first_days}) AS out_first_days{channel_last}
+                count(*) FILTER (WHERE i.outbound AND {first_days}) AS out_first_days
             FROM interactions i LEFT JOIN order_state o USING (customer_id)
             WHERE {span('i.t')} GROUP BY i.customer_id
         """)
@@ -320,7 +329,6 @@ class _Engine:
                 coalesce(g.since, s.silence_from) AS silence_from,
                 CASE WHEN g.customer_id IS NULL THEN s.silence_max
                      ELSE greatest(g.gap, CASE WHEN s.silence_from = g.since THEN s.silence_max END) END AS silence_max
-                {channel_merge}
             FROM touch_state s FULL OUTER JOIN touch_step i USING (customer_id)
                  LEFT JOIN silence_step g USING (customer_id)
         """)
@@ -450,7 +458,7 @@ class _Engine:
                 count = f"coalesce(iw.channel_{name}_{CHANNEL_WINDOW}d, 0)"
                 cols.append(f"CAST({count} AS DOUBLE) AS channel_{name}_{CHANNEL_WINDOW}d")
                 # the last event on the channel is inside the window exactly when the window counts one
-                cols.append(f"CASE WHEN {count} > 0 THEN {_days(c, f's.last_{name}')} END AS days_since_{name}_{CHANNEL_WINDOW}d")
+                cols.append(f"CASE WHEN {count} > 0 THEN {_days(c, f'iw.last_{name}')} END AS days_since_{name}_{CHANNEL_WINDOW}d")
         cols, joins = [], []
         groups.append((joins, cols))
         if "nps" in self.has:
