@@ -127,28 +127,44 @@ def validate(
 @app.command()
 def features(
     data: DataOpt,
-    cutoff: Annotated[str, typer.Option("--cutoff", help="Cutoff date: features read only facts strictly before it.")],
+    cutoff: Annotated[list[str], typer.Option("--cutoff", help="Cutoff date, repeatable: features read only facts strictly before it.")],
     out: Annotated[Path, typer.Option("--out", help="Output file (.parquet or .csv).")],
+    labels: Annotated[bool, typer.Option("--labels", help="Add each client's label (former client within the horizon after the cutoff) and keep only cutoffs whose horizon is observed: a training set.")] = False,
+    horizon_days: Annotated[Optional[int], typer.Option("--horizon-days", min=1, help="Label horizon with --labels (default from config: 90).")] = None,
     config: ConfigOpt = None,
     home: HomeOpt = Path(".churn"),
 ):
-    """Build the point-in-time feature table of every client at one cutoff."""
-    from features.build import build_features, skipped_groups
+    """Build the point-in-time feature table of every client at one or more cutoffs
+    (one row per client and cutoff); with --labels, a labelled training set."""
+    import pandas as pd
+
+    from features.build import build_features, feature_columns, skipped_groups
     from features.contract import ContractError, load_data
     from features.io import write_frame
+    from features.labels import build_training_set
 
-    settings = _settings(config)
+    settings = _settings(config, **{"labels.horizon_days": horizon_days})
     prepare_environment(home)
-    when = _parse_date(cutoff, "--cutoff")
+    cutoffs = sorted({_parse_date(c, "--cutoff") for c in cutoff})
     try:
         result = load_data(data)
     except ContractError as exc:
         _contract_errors(exc)
     for group, why in skipped_groups(result.tables).items():
         err.print(f"[yellow]skipped feature group {group}:[/yellow] {why}")
-    table = build_features(result.tables, [when], config=settings.feature_config())
+    if labels:
+        table = build_training_set(result.tables, cutoffs, horizon_days=settings.labels.horizon_days,
+                                   config=settings.feature_config(), progress=True)
+        kept = sorted(table["cutoff"].unique()) if len(table) else []
+        if len(kept) < len(cutoffs):
+            err.print(f"[yellow]{len(cutoffs) - len(kept)} cutoff(s) left out:[/yellow] their "
+                      f"{settings.labels.horizon_days}-day label window runs past the end of the data")
+    else:
+        table = build_features(result.tables, cutoffs, config=settings.feature_config(), progress=True)
     write_frame(table, out)
-    console.print(f"{len(table):,} clients x {table.shape[1] - 2} features at {when.date()} -> {out}", highlight=False)
+    when = ", ".join(str(pd.Timestamp(c).date()) for c in sorted(table["cutoff"].unique())) if len(table) else "no cutoff"
+    console.print(f"{len(table):,} rows (client x cutoff) x {len(feature_columns(table))} features at {when} -> {out}",
+                  highlight=False)
 
 
 @app.command()
