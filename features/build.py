@@ -27,6 +27,7 @@ Parquet files (DuckDB reads them directly, so the tables never have to fit in pa
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -224,15 +225,23 @@ class _Engine:
                             for w in sorted({w for _n, w, _e, _c in cols}))
         sums = ", ".join(f"sum({expr} * in_{w}) FILTER (WHERE {cond}) AS {name}" for name, w, expr, cond in cols)
         latest = self.latest.get(table, [])
-        sums += "".join(f", max(t) FILTER (WHERE sign = 1 AND {cond}) AS last_{name}" for name, cond in latest)
         merged = ", ".join([f"coalesce(s.{name}, 0) + coalesce(d.{name}, 0) AS {name}" for name, _w, _e, _c in cols]
-                           + [f"greatest(s.last_{name}, d.last_{name}) AS last_{name}" for name, _c in latest])
+                           + [f"greatest(s.last_{name}, m.last_{name}) AS last_{name}" for name, _c in latest])
+        latest_join = ""
+        if latest:  # the latest entering event per channel: first per raw value, then per name
+            per_name = ", ".join(f"max(t) FILTER (WHERE {cond}) AS last_{name}" for name, cond in latest)
+            self.con.execute(f"""CREATE OR REPLACE TEMP TABLE {table}_latest AS
+                SELECT customer_id, {per_name} FROM (
+                    SELECT customer_id, channel, max(t) AS t FROM {table} WHERE t >= {low} AND t < {c} GROUP BY ALL
+                ) GROUP BY customer_id""")
+            latest_join = f"LEFT JOIN {table}_latest m USING (customer_id)"
         nonzero = " OR ".join(f"{name} <> 0" for name, _w, _e, _c in cols)
         self.con.execute(f"""CREATE OR REPLACE TEMP TABLE {table}_delta AS
             SELECT customer_id, {sums} FROM (SELECT *, {weights} FROM ({' UNION ALL '.join(slices)})) GROUP BY customer_id""")
         self.con.execute(f"""
             CREATE OR REPLACE TEMP TABLE {table}_window AS
-            SELECT * FROM (SELECT customer_id, {merged} FROM {table}_window s FULL OUTER JOIN {table}_delta d USING (customer_id))
+            SELECT * FROM (SELECT customer_id, {merged} FROM {table}_window s FULL OUTER JOIN {table}_delta d USING (customer_id)
+                           {latest_join})
             WHERE {nonzero}
         """)
 
@@ -523,8 +532,10 @@ class _Engine:
         for joins, cols in groups:
             if not cols:
                 continue
-            part = self.con.sql(f"""SELECT {', '.join(cols)} FROM pop_now p LEFT JOIN order_state o USING (customer_id)
-                                    {' '.join(joins)} ORDER BY p.customer_id""").to_arrow_table()
+            select = ", ".join(cols)
+            orders = "LEFT JOIN order_state o USING (customer_id)" if re.search(r"\bo\.", select) else ""
+            part = self.con.sql(f"""SELECT {select} FROM pop_now p {orders} {' '.join(joins)}
+                                    ORDER BY p.customer_id""").to_arrow_table()
             arrays += part.columns
             names += part.column_names
         return pa.Table.from_arrays(arrays, names=names)
