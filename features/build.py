@@ -138,8 +138,8 @@ class _Engine:
             order_days BIGINT, first_t TIMESTAMP, last_t TIMESTAMP, last_gap DOUBLE, max_gap DOUBLE)""")
         self._window_table("orders", [(f"{k}_{w}d", w, e, "TRUE") for w in ORDER_WINDOWS for k, e in (("orders", "1"), ("amount", "amount"))]
                            + [("returns_365d", 365, "1", "returned")])
-        if "interactions" in self.has:
-            pass  # touch_state is created by set_channels (its columns depend on the channels)
+        # touch_state and the interaction windows are created by set_channels (their columns
+        # depend on the channels)
         if "nps" in self.has:
             con.execute(f"""CREATE OR REPLACE TEMP TABLE nps_state (customer_id {key}, n BIGINT, last_t TIMESTAMP,
                 last_score DOUBLE, prev_score DOUBLE)""")
