@@ -738,7 +738,7 @@ def _finish(parts: list[pa.Table], config: FeatureConfig, attributes: Sequence[s
             data[name] = column.to_numpy(zero_copy_only=False).astype("float64", copy=False)
     out = pd.DataFrame(data, copy=False)
     del data
-    if config.btyd and len(out):
+    if config.btyd:  # the same columns whether or not a cutoff has clients
         btyd_cols = _btyd_features(out, config)
         for name in btyd_cols.columns:
             out[name] = btyd_cols[name]
