@@ -131,9 +131,13 @@ class _Engine:
         self.con.execute(f"CREATE VIEW {name} AS {sql}")
 
     # -- the state -------------------------------------------------------------------------
+    @property
+    def key_type(self) -> str:
+        """SQL type of the state tables' customer key: the id itself, or its integer (materialize)."""
+        return "INTEGER" if self.keyed else "VARCHAR"
+
     def _create_state(self) -> None:
-        con = self.con
-        key = "INTEGER" if self.keyed else "VARCHAR"
+        con, key = self.con, self.key_type
         con.execute(f"""CREATE OR REPLACE TEMP TABLE order_state (customer_id {key}, n BIGINT, amount DOUBLE, returns BIGINT,
             order_days BIGINT, first_t TIMESTAMP, last_t TIMESTAMP, last_gap DOUBLE, max_gap DOUBLE)""")
         self._window_table("orders", [(f"{k}_{w}d", w, e, "TRUE") for w in ORDER_WINDOWS for k, e in (("orders", "1"), ("amount", "amount"))]
@@ -176,10 +180,10 @@ class _Engine:
             raise RuntimeError("set_channels must come before the first cutoff")
         if "interactions" not in self.has:
             return
-        raw = [r[0] for r in self.con.execute("SELECT DISTINCT channel FROM interactions WHERE channel IS NOT NULL").fetchall()]
+        raw = [r[0] for r in self.con.execute("SELECT DISTINCT channel FROM interactions WHERE channel IS NOT NULL").fetchall()
+               ] if names else []  # no scan of the interactions when no channel is asked for
         self.members = {name: ", ".join(_quote(ch) for ch in raw if _safe_name(ch) == name) or "NULL" for name in sorted(names)}
-        key = "INTEGER" if self.keyed else "VARCHAR"
-        self.con.execute(f"""CREATE OR REPLACE TEMP TABLE touch_state (customer_id {key}, n_out BIGINT, n_in BIGINT,
+        self.con.execute(f"""CREATE OR REPLACE TEMP TABLE touch_state (customer_id {self.key_type}, n_out BIGINT, n_in BIGINT,
             last_out TIMESTAMP, last_in TIMESTAMP, first_out TIMESTAMP, out_first_days BIGINT,
             silence_from TIMESTAMP, silence_max DOUBLE)""")
         touches = [(f"{d}bound_{w}d", w, "1", "outbound" if d == "out" else "NOT outbound")
@@ -193,14 +197,13 @@ class _Engine:
     def _window_table(self, table: str, cols: list[tuple[str, int, str, str]],
                       latest: list[tuple[str, str]] = ()) -> None:
         """Windowed sums of ``table``: (column, window days, expression summed, condition);
-        ``latest``: (name, condition) of the times ``last_<name>`` of the latest matching event
-        that entered a window."""
+        ``latest`` (interactions only: its conditions are on ``channel``): (name, condition) of
+        the times ``last_<name>`` of the latest matching event that entered a window."""
         self.windows[table] = cols
         self.latest[table] = list(latest)
         types = ", ".join([f"{name} {'BIGINT' if expr == '1' else 'DOUBLE'}" for name, _w, expr, _c in cols]
                           + [f"last_{name} TIMESTAMP" for name, _c in latest])
-        key = "INTEGER" if self.keyed else "VARCHAR"
-        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {table}_window (customer_id {key}, {types})")
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {table}_window (customer_id {self.key_type}, {types})")
 
     def _advance_windows(self, table: str, start: pd.Timestamp | None, cutoff: pd.Timestamp) -> None:
         """Slide the windowed sums from [start - w, start) to [cutoff - w, cutoff): add the

@@ -67,11 +67,9 @@ def build_labels(tables: dict[str, pd.DataFrame], cutoffs: Iterable[pd.Timestamp
 
     Cutoffs whose ``[c, c + horizon]`` window is not fully observed are left out.
     """
-    end = data_end(tables)
-    cutoffs = [c for c in pd.to_datetime(list(cutoffs)) if c + pd.Timedelta(days=horizon_days) <= end]
+    cutoffs = _observed(tables, cutoffs, horizon_days)
     if not cutoffs:
-        return pd.DataFrame({"customer_id": pd.Series(dtype="str"), "cutoff": pd.Series(dtype="datetime64[us]"),
-                             "label": pd.Series(dtype="int8")})
+        return _no_labels()
     labels = build_population(tables, cutoffs, active_window_days=active_window_days, horizon_days=horizon_days)
     return labels.assign(label=labels["label"].astype("int8"))
 
@@ -82,10 +80,18 @@ def build_training_set(tables: dict, cutoffs: Iterable[pd.Timestamp], *, horizon
     label, features...)``, labels and features from one pass over the history (the same
     rows as ``build_labels`` joined to ``build_features``). Cutoffs whose label window is
     not fully observed are left out."""
-    config = config or FeatureConfig()
-    end = data_end(tables)
-    cutoffs = [c for c in pd.to_datetime(list(cutoffs)) if c + pd.Timedelta(days=horizon_days) <= end]
+    cutoffs = _observed(tables, cutoffs, horizon_days)
     if not cutoffs:
-        return pd.DataFrame({"customer_id": pd.Series(dtype="str"), "cutoff": pd.Series(dtype="datetime64[us]"),
-                             "label": pd.Series(dtype="int8")})
+        return _no_labels()
     return build_features(tables, cutoffs, config=config, label_horizon_days=horizon_days, progress=progress)
+
+
+def _observed(tables: dict, cutoffs: Iterable[pd.Timestamp], horizon_days: int) -> list[pd.Timestamp]:
+    """The cutoffs whose label window ``[c, c + horizon]`` ends within the data."""
+    end = data_end(tables)
+    return [c for c in pd.to_datetime(list(cutoffs)) if c + pd.Timedelta(days=horizon_days) <= end]
+
+
+def _no_labels() -> pd.DataFrame:
+    return pd.DataFrame({"customer_id": pd.Series(dtype="str"), "cutoff": pd.Series(dtype="datetime64[us]"),
+                         "label": pd.Series(dtype="int8")})
