@@ -88,6 +88,11 @@ def _quote(value: str) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
+def parquet_sql(path: str | Path) -> str:
+    """DuckDB's reader of a Parquet file (or folder glob) as a SQL table expression."""
+    return f"read_parquet({_quote(str(path))})"
+
+
 class _Engine:
     """A DuckDB connection over the input tables and the per-customer state at one cutoff."""
 
@@ -116,7 +121,7 @@ class _Engine:
 
     def _register(self, name: str, source: Source) -> None:
         if isinstance(source, (str, Path)):
-            src = f"read_parquet({_quote(str(source))})"
+            src = parquet_sql(source)
         else:
             self.con.register(f"input_{name}", source)
             src = f"input_{name}"
@@ -570,7 +575,7 @@ def skipped_groups(tables: Mapping[str, Source]) -> dict[str, str]:
 
 def _columns(source: Source) -> list[str]:
     if isinstance(source, (str, Path)):
-        return [r[0] for r in duckdb.sql(f"DESCRIBE SELECT * FROM read_parquet({_quote(str(source))})").fetchall()]
+        return [r[0] for r in duckdb.sql(f"DESCRIBE SELECT * FROM {parquet_sql(source)}").fetchall()]
     return list(source.columns)
 
 

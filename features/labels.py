@@ -18,7 +18,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from features.build import build_features, build_population
+from features.build import build_features, build_population, parquet_sql
 from features.config import FeatureConfig
 
 TIME_COLUMNS = {
@@ -30,7 +30,7 @@ TIME_COLUMNS = {
 def _range(source, col: str) -> tuple:
     """(min, max) of a timestamp column of a frame or a Parquet file (None when empty)."""
     if isinstance(source, (str, Path)):
-        return duckdb.connect().execute(f"SELECT min({col}), max({col}) FROM read_parquet('{source}')").fetchone()
+        return duckdb.connect().execute(f"SELECT min({col}), max({col}) FROM {parquet_sql(source)}").fetchone()
     return (source[col].min(), source[col].max()) if len(source) else (None, None)
 
 
