@@ -34,8 +34,8 @@ import pyarrow as pa
 from features import btyd
 from features.catalogue import BY_NAME
 from features.config import FeatureConfig
-from features.history import (DAY, NEVER, Events, History, Source, first_in_run, last_in_run, micros, parquet_sql,
-                              safe_name, segment_max)
+from features.history import (DAY, NEVER, PAST, Events, History, Source, first_in_run, gaps, last_in_run, micros,
+                              parquet_sql, safe_name, segment_max)
 
 __all__ = ["KEYS", "BTYD_INPUTS", "build_features", "build_population", "channel_list", "feature_columns",
            "is_contractual", "nps_category", "parquet_sql", "skipped_groups"]
@@ -75,70 +75,50 @@ def _take(values: np.ndarray, index: np.ndarray, ok: np.ndarray, missing) -> np.
     return np.where(ok, values[np.clip(index, 0, len(values) - 1)], missing)
 
 
-PAST = -(2 ** 62)  # the time of the latest event when there is none (loses every max, no overflow in differences)
+
+
+def _and(mask: np.ndarray | None, other: np.ndarray) -> np.ndarray:
+    """``mask & other``, where a mask of None means every event."""
+    return other if mask is None else mask & other
 
 
 class _Prepared:
-    """Per-row facts of the history that do not depend on the cutoff, computed once."""
+    """Per-event facts of the history that do not depend on the cutoff, computed once."""
 
-    def __init__(self, h: History, config: FeatureConfig, channels: Sequence[str]):
+    def __init__(self, h: History, config: FeatureConfig):
         self.h, self.config = h, config
         o = h.orders
         # orders at one timestamp form one step: a step's gap is measured from the customer's
         # previous step (NaN at the first); every row of a step carries its step's gap
-        new_step = first_in_run(o.key) | np.r_[True, o.t[1:] != o.t[:-1]]
+        new_customer = first_in_run(o.key)
+        new_step = new_customer | np.r_[True, o.t[1:] != o.t[:-1]]
         step_of_row = np.cumsum(new_step) - 1
-        step_t, step_new_customer = o.t[new_step], first_in_run(o.key)[new_step]
+        step_t = o.t[new_step]
         step_gap = np.r_[np.nan, _days(step_t[1:], step_t[:-1])]
-        step_gap[step_new_customer] = np.nan
+        step_gap[new_customer[new_step]] = np.nan
         self.order_gap = np.r_[step_gap[step_of_row], np.nan]  # a spare NaN for segment_max
         day = o.t // DAY
-        self.order_new_day = first_in_run(o.key) | np.r_[True, day[1:] != day[:-1]]
+        self.order_new_day = new_customer | np.r_[True, day[1:] != day[:-1]]
         self.first_order = _take(o.t, o.start[:-1], np.diff(o.start) > 0, NEVER)
 
+        # the emotional bank account: an event's deposit at cutoff c is w * exp(-lambda * (c - t))
+        # = [w * exp(-lambda * (ref - t))] * exp(lambda * (ref - c)), ref = the last cutoff, so
+        # each event's weight is computed once (every exponent <= 0: no overflow)
         self.bank_lambda = math.log(2) / config.bank.half_life_days
-        # decayed weights relative to the last cutoff: an event's deposit at cutoff c is
-        # w * exp(-lambda * (c - t)) = [w * exp(-lambda * (last - t))] * exp(lambda * (last - c))
-        # (every exponent <= 0 for events before the last cutoff: no overflow)
         self.ref = h.last_cutoff
         w = config.bank
         self.order_bank = w.order * self._decay(o.t)
 
-        self.members: dict[str, np.ndarray] = {}
-        if "interactions" in h.has:
-            i = h.interactions
-            # consecutive gaps between interactions of one customer (NaN at a customer's first)
-            self.touch_gap = np.r_[np.nan, _days(i.t[1:], i.t[:-1]), np.nan]
-            self.touch_gap[:-1][first_in_run(i.key)] = np.nan
-            self.out = i.subset(i.cols["outbound"])
-            self.inb = i.subset(~i.cols["outbound"])
-            self.out_bank = w.outbound_touch * self._decay(self.out.t)
-            # the company's first outbound touch at or after the first order, and the outbound
-            # touches in the first 100 days: fixed per customer (read only once they are in the past)
-            first = self.first_order[self.out.key]
-            since_first = self.out.t >= first
-            before_first = self.out.count(~since_first)
-            at = self.out.start[:-1] + before_first
-            self.first_out = _take(self.out.t, at, (at < self.out.start[1:]) & (self.first_order != NEVER), NEVER)
-            in_first_days = since_first & (self.out.t < first + FIRST_DAYS * DAY)
-            self.out_first_days = self.out.count(in_first_days)
-            # channels with their own features: each name's raw values (several raw values may clean to one name)
-            code = np.full(len(h.channel_values) + 1, -1, dtype=np.int16)  # last slot: a missing channel (-1)
-            for j, name in enumerate(channels):
-                for v, raw in enumerate(h.channel_values):
-                    if safe_name(raw) == name:
-                        code[v] = j
-            self.channel_names = list(channels)
-            self.channel_code = code[i.cols["channel"]]
         if "nps" in h.has:
             a = h.nps
             # answers at one timestamp form one step (rows sorted by score: the lowest counts);
             # the change is between the last two steps
-            new = first_in_run(a.key) | np.r_[True, a.t[1:] != a.t[:-1]]
+            new_customer = first_in_run(a.key)
+            new = new_customer | np.r_[True, a.t[1:] != a.t[:-1]]
             step = np.cumsum(new) - 1
             step_score = a.cols["score"][new]
             prev = np.r_[np.nan, step_score[:-1]]
-            prev[first_in_run(a.key)[new]] = np.nan
+            prev[new_customer[new]] = np.nan
             self.nps_score, self.nps_prev = step_score[step], prev[step]
             score = a.cols["score"]
             self.nps_bank = (np.where(score >= 9, w.promoter_answer, 0.0) + np.where(score <= 6, w.detractor_answer, 0.0)) \
@@ -155,19 +135,19 @@ class _Prepared:
 
 
 class _Cutoff:
-    """The features of the customers ``keys`` at cutoff ``c`` (int64 microseconds)."""
+    """The features of the customers ``keys`` (ascending) at cutoff ``c`` (int64 microseconds)."""
 
     def __init__(self, p: _Prepared, c: int, keys: np.ndarray):
         self.p, self.h, self.c, self.keys = p, p.h, c, keys
         o = self.h.orders
-        self.order_before = o.t < c
+        self.order_before = o.t < c  # orders also hold the label window after the last cutoff
         self.n_orders = o.count(self.order_before)
         # every customer's last order before the cutoff (NEVER without one): the silence reads it per event
-        self.last_all = _take(o.t, o.start[:-1] + self.n_orders - 1, self.n_orders > 0, NEVER)
+        self.last_all = _take(o.t, o.last_before(self.n_orders), self.n_orders > 0, NEVER)
         self.has_order = self.n_orders[keys] > 0
         self.first_t = p.first_order[keys]
         self.last_t = self.last_all[keys]
-        self.last_row = np.maximum(o.start[keys] + self.n_orders[keys] - 1, 0)
+        self.last_row = o.last_before(self.n_orders)[keys]
 
     def purchases(self) -> dict[str, np.ndarray]:
         p, o, c, keys, has = self.p, self.h.orders, self.c, self.keys, self.has_order
@@ -196,63 +176,13 @@ class _Cutoff:
         cols["btyd_T"] = _where(has, _days(c, first_day) / 7.0)
         return cols
 
-    def attention(self) -> dict[str, np.ndarray]:
-        p, i, c, keys, has = self.p, self.h.interactions, self.c, self.keys, self.has_order
-        out, inb = p.out, p.inb
-        cols = {}
-        fo = p.first_out[keys]
-        seen = fo < c
-        cols["days_to_first_outbound"] = _where(has, np.where(seen, _days(fo, self.first_t), _days(c, self.first_t)))
-        cols["first_outbound_observed"] = (has & seen).astype("float64")
-        over = has & (self.first_t <= c - FIRST_DAYS * DAY)
-        cols["outbound_first_100d"] = _where(over, p.out_first_days[keys])
-        cols["first_100d_observed"] = _where(has, over)
-        totals, lasts = {}, {}
-        for d, events in (("out", out), ("in", inb)):
-            before = events.t < c
-            count = events.count(before)
-            totals[d] = count[keys]
-            lasts[d] = _take(events.t, events.start[keys] + totals[d] - 1, totals[d] > 0, PAST)
-            for w in INTERACTION_WINDOWS:
-                cols[f"{d}bound_{w}d"] = events.count(before & (events.t >= c - w * DAY))[keys].astype("float64")
-        # the longest silence since the last order: the gap from the order to the first
-        # interaction after it, the gaps between the interactions after it, and the time from
-        # the latest of them (or the order) to the cutoff
-        run = i.start[keys]
-        after_order = run + i.count(i.t < self.last_all[i.key])[keys]  # the first interaction at or after the order
-        end = run + totals["out"] + totals["in"]  # one past the last interaction before the cutoff
-        some = has & (after_order < end)
-        first_gap = _where(some, _days(_take(i.t, after_order, some, 0), self.last_t))
-        between = segment_max(p.touch_gap, np.where(some, after_order + 1, 0), np.where(some, end, 0))
-        last_any = np.maximum(lasts["out"], lasts["in"])
-        tail = _days(c, np.maximum(self.last_t, last_any))
-        cols["longest_silence_days"] = _where(has, np.fmax(np.fmax(first_gap, between), tail))
-        cols["days_since_last_outbound"] = _where(totals["out"] > 0, _days(c, lasts["out"]))
-        cols["days_since_last_inbound"] = _where(totals["in"] > 0, _days(c, lasts["in"]))
-        cols["days_since_last_contact"] = _where(totals["out"] + totals["in"] > 0, _days(c, last_any))
-        cols["outbound_total"] = totals["out"].astype("float64")
-        cols["inbound_total"] = totals["in"].astype("float64")
-        if p.channel_names:
-            # per channel: events in [c - 90 days, c) and the latest of them
-            inside = np.flatnonzero((i.t >= c - CHANNEL_WINDOW * DAY) & (i.t < c) & (p.channel_code >= 0))
-            m = len(p.channel_names)
-            slot = i.key[inside].astype(np.int64) * m + p.channel_code[inside]
-            counts = np.bincount(slot, minlength=self.h.customers * m).reshape(-1, m)
-            latest = np.full(self.h.customers * m, PAST, dtype=np.int64)
-            np.maximum.at(latest, slot, i.t[inside])
-            latest = latest.reshape(-1, m)
-            for j, name in enumerate(p.channel_names):
-                count = counts[keys, j]
-                cols[f"channel_{name}_{CHANNEL_WINDOW}d"] = count.astype("float64")
-                cols[f"days_since_{name}_{CHANNEL_WINDOW}d"] = _where(count > 0, _days(c, latest[keys, j]))
-        return cols
-
     def nps(self) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """The NPS columns, and the customers' category codes (into NPS_LEVELS)."""
         p, a, c, keys = self.p, self.h.nps, self.c, self.keys
-        n = a.before(c)[keys]
+        counts = a.count(a.before(c))
+        n = counts[keys]
         answered = n > 0
-        last = a.start[keys] + n - 1
+        last = a.last_before(counts)[keys]
         score = _take(p.nps_score, last, answered, np.nan)
         prev = _take(p.nps_prev, last, answered, np.nan)
         category = np.select([score >= 9, score >= 7, score <= 6], [3, 2, 0], 1)
@@ -299,20 +229,124 @@ class _Cutoff:
         cols["recovered_after_complaint"] = (self.has_order & (first_resolved[keys] < self.last_t)).astype("float64")
         return cols, severity[keys], open_days
 
-    def bank(self, open_days: np.ndarray) -> np.ndarray:
+    def bank(self, open_days: np.ndarray, touches: _Touches | None) -> np.ndarray:
         """The emotional bank account: decayed deposits minus withdrawals (see FeatureConfig.bank)."""
         p, h, c = self.p, self.h, self.c
         total = h.orders.total(p.order_bank, self.order_before)
-        if "interactions" in h.has:
-            total += p.out.total(p.out_bank, p.out.t < c)
+        if touches is not None:
+            total += touches.deposits
         if "nps" in h.has:
-            total += h.nps.total(p.nps_bank, h.nps.t < c)
+            total += h.nps.total(p.nps_bank, h.nps.before(c))
         if "complaints" in h.has:
             x = h.complaints
-            total += x.total(p.complaint_bank, x.t < c)
+            total += x.total(p.complaint_bank, x.before(c))
             total += x.total(p.resolved_bank, x.cols["resolved"] < c)
         carried = math.exp(p.bank_lambda * (p.ref - c) / DAY)  # c <= ref: the deposits' decay from ref back to c
         return total[self.keys] * carried - p.config.bank.open_complaint_day * open_days
+
+
+class _Touches:
+    """The interactions, read span by span (the events between two cutoffs, once each), folded
+    into a small per-customer state: touches and the latest touch each way, the company's
+    first outbound touch after the first order and its touches in the first 100 days, the
+    bank account's decayed outbound deposits, the silence since the last order (its start,
+    latest point and longest gap so far), and the events of the last 90 days for the windows."""
+
+    def __init__(self, p: _Prepared, channels: Sequence[str]):
+        h, n = p.h, p.h.customers
+        self.p, self.h = p, h
+        self.count = np.zeros(2 * n, dtype=np.int64)  # by slot 2k (inbound) and 2k + 1 (outbound)
+        self.latest = np.full(2 * n, PAST, dtype=np.int64)
+        self.first_out = np.full(n, NEVER, dtype=np.int64)
+        self.out_first_days = np.zeros(n, dtype=np.int64)
+        self.deposits = np.zeros(n)
+        self.since = np.full(n, NEVER, dtype=np.int64)  # the last order the silence is measured from
+        self.point = np.full(n, NEVER, dtype=np.int64)  # the latest order or interaction since then
+        self.silence = np.zeros(n, dtype=np.int64)  # the longest gap between those points (microseconds)
+        self.recent: list[Events] = []
+        self.at: int | None = None
+        # channels with their own features: each name's raw values (several raw values may clean to one name)
+        self.channel_names = list(channels)
+        self.code = np.full(len(h.channel_values) + 1, -1, dtype=np.int16)  # last slot: a missing channel (-1)
+        for j, name in enumerate(self.channel_names):
+            for v, raw in enumerate(h.channel_values):
+                if safe_name(raw) == name:
+                    self.code[v] = j
+
+    def advance(self, c: int, last_order: np.ndarray) -> None:
+        """Fold the interactions in [previous cutoff, c) into the state; ``last_order``: every
+        customer's last order before ``c`` (NEVER without one)."""
+        p, h = self.p, self.h
+        span = h.interactions(None if self.at is None else pd.Timestamp(self.at, unit="us"), pd.Timestamp(c, unit="us"))
+        key, t, outbound = span.key, span.t, span.cols["outbound"]
+        slot = 2 * key + outbound
+        self.count += np.bincount(slot, minlength=len(self.count))
+        np.maximum.at(self.latest, slot, t)
+        # the first outbound touch at or after the first order; outbound touches in the first
+        # 100 days (fixed per customer: read only once those days are in the past)
+        first = p.first_order[key]
+        after_first = outbound & (t >= first)
+        np.minimum.at(self.first_out, key[after_first], t[after_first])
+        self.out_first_days += np.bincount(key[after_first & (t < first + FIRST_DAYS * DAY)], minlength=h.customers)
+        del first, after_first
+        self.deposits += span.total(p.config.bank.outbound_touch * p._decay(t), outbound)
+        # the silence restarts at a new order; otherwise it goes on from the latest point
+        restarted = last_order != self.since
+        start = np.where(restarted, last_order, self.point)
+        since_order = t >= last_order[key]
+        longest, self.point = gaps(key[since_order], t[since_order], start)
+        self.silence = np.maximum(np.where(restarted, 0, self.silence), longest)
+        self.since = last_order
+        del since_order, slot
+        # keep the events of the widest window that later cutoffs can still see
+        low = c - max(*INTERACTION_WINDOWS, CHANNEL_WINDOW) * DAY
+        self.recent = [e if e.t.min() >= low else e.where(e.t >= low) for e in self.recent + [span] if len(e)]
+        self.recent = [e for e in self.recent if len(e)]
+        self.at = c
+
+    def features(self, at: _Cutoff) -> dict[str, np.ndarray]:
+        p, c, keys, has, n = self.p, at.c, at.keys, at.has_order, self.h.customers
+        count, latest = self.count.reshape(n, 2)[keys], self.latest.reshape(n, 2)[keys]
+        cols = {}
+        fo = self.first_out[keys]
+        seen = fo < c
+        cols["days_to_first_outbound"] = _where(has, np.where(seen, _days(fo, at.first_t), _days(c, at.first_t)))
+        cols["first_outbound_observed"] = (has & seen).astype("float64")
+        over = has & (at.first_t <= c - FIRST_DAYS * DAY)
+        cols["outbound_first_100d"] = _where(over, self.out_first_days[keys])
+        cols["first_100d_observed"] = _where(has, over)
+        # the longest silence since the last order: the longest gap between the order, the
+        # interactions after it (either way) and the cutoff
+        cols["longest_silence_days"] = _where(has, np.maximum(self.silence[keys], c - self.point[keys]) / DAY)
+        last_out, last_in = latest[:, 1], latest[:, 0]
+        cols["days_since_last_outbound"] = _where(count[:, 1] > 0, _days(c, last_out))
+        cols["days_since_last_inbound"] = _where(count[:, 0] > 0, _days(c, last_in))
+        cols["days_since_last_contact"] = _where(count.sum(axis=1) > 0, _days(c, np.maximum(last_out, last_in)))
+        recent = self.recent
+        key = np.concatenate([e.key for e in recent]) if recent else np.zeros(0, dtype=np.int64)
+        t = np.concatenate([e.t for e in recent]) if recent else np.zeros(0, dtype=np.int64)
+        outbound = np.concatenate([e.cols["outbound"] for e in recent]) if recent else np.zeros(0, dtype=bool)
+        for w in INTERACTION_WINDOWS:
+            inside = t >= c - w * DAY
+            window = np.bincount(2 * key[inside] + outbound[inside], minlength=2 * n).reshape(n, 2)[keys]
+            cols[f"outbound_{w}d"] = window[:, 1].astype("float64")
+            cols[f"inbound_{w}d"] = window[:, 0].astype("float64")
+        cols["outbound_total"] = count[:, 1].astype("float64")
+        cols["inbound_total"] = count[:, 0].astype("float64")
+        if self.channel_names:
+            # per channel: events in [c - 90 days, c) and the latest of them
+            code = self.code[np.concatenate([e.cols["channel"] for e in recent])] if recent else np.zeros(0, dtype=np.int16)
+            inside = np.flatnonzero((t >= c - CHANNEL_WINDOW * DAY) & (code >= 0))
+            m = len(self.channel_names)
+            slot = key[inside] * m + code[inside]
+            counts = np.bincount(slot, minlength=n * m).reshape(n, m)[keys]
+            last = np.full(n * m, PAST, dtype=np.int64)
+            np.maximum.at(last, slot, t[inside])
+            last = last.reshape(n, m)[keys]
+            for j, name in enumerate(self.channel_names):
+                cols[f"channel_{name}_{CHANNEL_WINDOW}d"] = counts[:, j].astype("float64")
+                cols[f"days_since_{name}_{CHANNEL_WINDOW}d"] = _where(counts[:, j] > 0, _days(c, last[:, j]))
+        return cols
 
 
 def _lifecycle(orders_total: np.ndarray, promoter: np.ndarray, tenure: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -330,9 +364,9 @@ def _population(h: History, c: int, active_window_days: int) -> np.ndarray:
     """Keys of the clients at cutoff ``c``, ascending."""
     o = h.orders
     if "cancellations" in h.has:
-        client = (o.before(c) > 0) & (h.first_cancel >= c)
+        client = (o.count(o.t < c) > 0) & (h.first_cancel >= c)
     else:
-        client = o.between(c - int(active_window_days) * DAY, c) > 0
+        client = o.count(o.between(c - int(active_window_days) * DAY, c)) > 0
     return np.flatnonzero(client)
 
 
@@ -347,13 +381,11 @@ def _labels(h: History, c: int, keys: np.ndarray, horizon_days: int) -> np.ndarr
     return (bought[keys] == 0).astype("int8")
 
 
-def _channels(h: History, last_cutoff: int, config: FeatureConfig) -> list[str]:
+def _channels(h: History, config: FeatureConfig) -> list[str]:
     """Interaction channels (as column-safe names) frequent enough before the latest cutoff to
     get their own features: at least ``channel_min_share`` of interactions, the ``max_channels``
     most frequent."""
-    i = h.interactions
-    code = i.cols["channel"][(i.t < last_cutoff) & (i.cols["channel"] >= 0)]
-    counts = np.bincount(code, minlength=len(h.channel_values))
+    counts = h.channel_counts
     if counts.sum() == 0:
         return []
     shares = pd.DataFrame({"channel": h.channel_values, "share": counts / counts.sum()})
@@ -476,8 +508,9 @@ def build_features(tables: Mapping[str, Source], cutoffs: Iterable[pd.Timestamp]
         if population is not None:
             wanted = population.assign(k=h.keys_of(population["customer_id"])).drop_duplicates(["k", "cutoff"])
         if "interactions" in h.has:
-            channels = list(channels) if channels is not None else _channels(h, micros(max(cutoffs)), config)
-        prepared = _Prepared(h, config, channels or [])
+            channels = list(channels) if channels is not None else _channels(h, config)
+        prepared = _Prepared(h, config)
+        touches = _Touches(prepared, channels) if "interactions" in h.has else None
         attributes = h.attributes()
         columns: dict[str, list] = {}
         for cutoff in _progress(cutoffs, progress):
@@ -486,7 +519,7 @@ def build_features(tables: Mapping[str, Source], cutoffs: Iterable[pd.Timestamp]
                 keys = np.sort(wanted.loc[wanted["cutoff"] == np.datetime64(cutoff, "us"), "k"].to_numpy())
             else:
                 keys = _population(h, c, config.active_window_days)
-            part = _features_at(prepared, c, keys, attributes)
+            part = _features_at(prepared, touches, c, keys, attributes)
             if label_horizon_days is not None:
                 part["label"] = _labels(h, c, keys, label_horizon_days)
             for name, values in part.items():
@@ -497,14 +530,16 @@ def build_features(tables: Mapping[str, Source], cutoffs: Iterable[pd.Timestamp]
     return _finish(columns, ids, config, attributes)
 
 
-def _features_at(p: _Prepared, c: int, keys: np.ndarray, attributes: dict) -> dict:
-    """Every column at one cutoff: numbers as float64, categories as (codes, levels)."""
+def _features_at(p: _Prepared, touches: _Touches | None, c: int, keys: np.ndarray, attributes: dict) -> dict:
+    """Every column at one cutoff: numbers as float64, categories as (codes, levels). The
+    cutoffs come in increasing order (``touches`` advances from one to the next)."""
     h = p.h
     at = _Cutoff(p, c, keys)
     cols: dict = {"key": keys, "cutoff": np.full(len(keys), c, dtype=np.int64)}
     cols.update(at.purchases())
-    if "interactions" in h.has:
-        cols.update(at.attention())
+    if touches is not None:
+        touches.advance(c, at.last_all)
+        cols.update(touches.features(at))
     promoter = np.zeros(len(keys), dtype=bool)
     if "nps" in h.has:
         nps, category = at.nps()
@@ -522,7 +557,7 @@ def _features_at(p: _Prepared, c: int, keys: np.ndarray, attributes: dict) -> di
         if "severity" in h.columns["complaints"]:
             cols["last_complaint_severity"] = (severity, h.severity_levels)
     if h.has & {"interactions", "nps", "complaints"}:
-        cols["bank_balance"] = at.bank(open_days)
+        cols["bank_balance"] = at.bank(open_days, touches)
     for name, (values, levels) in attributes.items():
         cols[name] = values[keys] if levels is None else (values[keys], levels)
     return cols

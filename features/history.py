@@ -26,6 +26,7 @@ import pyarrow as pa
 
 DAY = 86_400_000_000  # microseconds
 NEVER = np.iinfo(np.int64).max  # the time of an event that has not happened (open complaint, no cancellation)
+PAST = -(2 ** 62)  # the time of the latest event when there is none (loses every max, no overflow in differences)
 STATIC_ATTRIBUTES = ("segment", "acquisition_channel", "region")
 MAX_ATTRIBUTE_LEVELS = 50
 
@@ -73,46 +74,60 @@ def safe_name(value: str) -> str:
 
 @dataclass
 class Events:
-    """One table's events, sorted by (customer key, time): ``t`` and named columns, and
-    ``start`` (length customers + 1): customer k's events are ``[start[k], start[k + 1])``."""
+    """One table's events in any order: the customer ``key`` (int64), the time ``t`` and
+    named columns. Per-customer counts and sums are ``bincount`` over a mask."""
     key: np.ndarray
     t: np.ndarray
-    start: np.ndarray
+    customers: int
     cols: dict[str, np.ndarray] = field(default_factory=dict)
 
-    @classmethod
-    def sorted(cls, key: np.ndarray, t: np.ndarray, customers: int, **cols: np.ndarray) -> Events:
-        key = np.asarray(key, dtype=np.int32)
-        start = np.zeros(customers + 1, dtype=np.int64)
-        np.cumsum(np.bincount(key, minlength=customers), out=start[1:])
-        return cls(key, np.asarray(t, dtype=np.int64), start, cols)
+    def __post_init__(self):
+        self.key = np.asarray(self.key, dtype=np.int64)
+        self.t = np.asarray(self.t, dtype=np.int64)
+        self.latest = int(self.t.max()) if len(self.t) else PAST
 
     def __len__(self) -> int:
         return len(self.t)
 
-    def subset(self, mask: np.ndarray) -> Events:
-        """The events where ``mask`` holds, still sorted (a boolean mask keeps the order)."""
-        return Events.sorted(self.key[mask], self.t[mask], len(self.start) - 1,
-                             **{name: values[mask] for name, values in self.cols.items()})
+    def before(self, cutoff: int) -> np.ndarray | None:
+        """Mask of the events stamped strictly before ``cutoff``; None when every event is."""
+        return None if self.latest < cutoff else self.t < cutoff
 
     def count(self, mask: np.ndarray | None = None) -> np.ndarray:
-        """Events per customer where ``mask`` holds (all events without a mask)."""
-        customers = len(self.start) - 1
-        if mask is None:
-            return np.diff(self.start)
-        return np.bincount(self.key[mask], minlength=customers)
+        """Events per customer where ``mask`` holds (every event for None)."""
+        return np.bincount(self.key if mask is None else self.key[mask], minlength=self.customers)
 
-    def total(self, values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    def total(self, values: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         """Sum of ``values`` per customer over the events where ``mask`` holds."""
-        return np.bincount(self.key[mask], weights=values[mask], minlength=len(self.start) - 1).astype("float64", copy=False)
-
-    def before(self, cutoff: int) -> np.ndarray:
-        """Per customer: how many of its events are stamped strictly before ``cutoff``."""
-        return self.count(self.t < cutoff)
+        if mask is not None:
+            values = values[mask]
+        return np.bincount(self.key if mask is None else self.key[mask], weights=values,
+                           minlength=self.customers).astype("float64", copy=False)
 
     def between(self, low: int, high: int) -> np.ndarray:
-        """Per customer: events stamped in ``[low, high)``."""
-        return self.count((self.t >= low) & (self.t < high))
+        """Mask of the events stamped in ``[low, high)``."""
+        return (self.t >= low) & (self.t < high)
+
+    def where(self, mask: np.ndarray) -> Events:
+        """The events where ``mask`` holds."""
+        return Events(self.key[mask], self.t[mask], self.customers, {n: v[mask] for n, v in self.cols.items()})
+
+
+@dataclass
+class Runs(Events):
+    """Events sorted by (customer key, time), with ``start`` (length customers + 1):
+    customer k's events are ``[start[k], start[k + 1])``, in time order, so the events
+    before a cutoff are a prefix of the run and the last of them ends it."""
+    start: np.ndarray = field(default=None)
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.start = np.zeros(self.customers + 1, dtype=np.int64)
+        np.cumsum(np.bincount(self.key, minlength=self.customers), out=self.start[1:])
+
+    def last_before(self, counts: np.ndarray) -> np.ndarray:
+        """Index of each customer's last event among its first ``counts`` (clipped to 0)."""
+        return np.maximum(self.start[:-1] + counts - 1, 0)
 
 
 def segment_max(values: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
@@ -127,6 +142,43 @@ def segment_max(values: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.nda
         bounds[0::2], bounds[1::2] = low[some], high[some]
         out[some] = np.fmax.reduceat(values, bounds)[0::2]
     return out
+
+
+def gaps(key: np.ndarray, t: np.ndarray, since: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per customer k, over the points ``since[k]`` and the times ``t`` of k's events (each
+    at or after ``since[k]``, in any order): the longest gap between consecutive points (0
+    with no events) and the latest point.
+
+    Exact and without sorting (the maximum-gap bucket argument): a customer with m events
+    gets m equal buckets over ``[since, latest]``. If every bucket holds one point there is
+    no gap inside a bucket; otherwise some bucket is empty, so the longest gap is at least a
+    bucket wide while a gap inside a bucket is narrower. Either way the longest gap is the
+    largest step from one non-empty bucket's latest point to the next one's earliest (the
+    first step from ``since``). Times are integers, so the buckets' floating-point edges
+    cannot change which step is longest."""
+    customers = len(since)
+    latest = since.copy()
+    np.maximum.at(latest, key, t)
+    buckets = np.bincount(key, minlength=customers)
+    offset = np.zeros(customers + 1, dtype=np.int64)
+    np.cumsum(buckets, out=offset[1:])
+    start, width = since[key], buckets[key]
+    where = ((t - start) / (latest[key] - start + 1).astype("float64") * width).astype(np.int64)
+    slot = offset[key] + np.minimum(where, width - 1)
+    del start, width, where
+    low = np.full(offset[-1], NEVER, dtype=np.int64)
+    high = np.full(offset[-1], PAST, dtype=np.int64)
+    np.minimum.at(low, slot, t)
+    np.maximum.at(high, slot, t)
+    used = np.flatnonzero(high != PAST)  # ascending: by customer, then bucket
+    owner = np.repeat(np.arange(customers), buckets)[used]
+    previous = np.empty(len(used), dtype=np.int64)
+    previous[1:] = high[used[:-1]]
+    first = first_in_run(owner)
+    previous[first] = since[owner[first]]
+    longest = np.zeros(customers, dtype=np.int64)
+    np.maximum.at(longest, owner, low[used] - previous)
+    return longest, latest
 
 
 def first_in_run(keys: np.ndarray) -> np.ndarray:
@@ -152,6 +204,7 @@ class History:
         self.con = duckdb.connect()
         self.con.execute("SET TimeZone = 'UTC'")
         self.con.execute("SET preserve_insertion_order = false")
+        self.con.execute("SET enable_progress_bar = false")
         self.columns: dict[str, list[str]] = {}
         try:
             for name, source in tables.items():
@@ -206,26 +259,23 @@ class History:
         bound = (f"t <= {c} + INTERVAL {int(order_horizon_days)} DAY" if order_horizon_days is not None else f"t < {c}")
         r = self._fetch(f"""SELECT d.k, epoch_us(o.t) AS t, o.amount, o.returned
                             FROM orders o JOIN ids d ON d.id = o.customer_id WHERE {bound} ORDER BY d.k, o.t""")
-        self.orders = Events.sorted(r["k"], r["t"], n, amount=np.asarray(r["amount"], dtype=float),
-                                    returned=np.asarray(r["returned"], dtype=bool))
+        self.orders = Runs(r["k"], r["t"], n, dict(amount=np.asarray(r["amount"], dtype=float),
+                                                   returned=np.asarray(r["returned"], dtype=bool)))
         del r
 
         self.channel_values: list[str] = []
+        self.channel_counts = np.zeros(0, dtype=np.int64)
         if "interactions" in self.has:
-            self.channel_values = [v for (v,) in con.execute(
-                "SELECT DISTINCT channel FROM interactions WHERE channel IS NOT NULL ORDER BY channel").fetchall()]
-            values = "[" + ", ".join(_quote(v) for v in self.channel_values) + "]::VARCHAR[]"
-            r = self._fetch(f"""SELECT d.k, epoch_us(i.t) AS t, i.outbound,
-                                       CAST(coalesce(list_position({values}, i.channel), 0) - 1 AS SMALLINT) AS channel
-                                FROM interactions i JOIN ids d ON d.id = i.customer_id WHERE i.t < {c} ORDER BY d.k, i.t""")
-            # channel: index into channel_values, -1 where missing
-            self.interactions = Events.sorted(r["k"], r["t"], n, outbound=np.asarray(r["outbound"], dtype=bool),
-                                              channel=np.asarray(r["channel"], dtype=np.int16))
-            del r
+            # the channels and how often each was used (the channel features are chosen from these)
+            counts = con.execute(f"""SELECT channel, count(*) FROM interactions WHERE channel IS NOT NULL AND t < {c}
+                                     GROUP BY channel ORDER BY channel""").fetchall()
+            self.channel_values = [v for v, _n in counts]
+            self.channel_counts = np.array([n for _v, n in counts], dtype=np.int64)
+            self._channel_list = "[" + ", ".join(_quote(v) for v in self.channel_values) + "]::VARCHAR[]"
         if "nps" in self.has:
             r = self._fetch(f"""SELECT d.k, epoch_us(a.t) AS t, a.score FROM nps a JOIN ids d ON d.id = a.customer_id
                                 WHERE a.t < {c} ORDER BY d.k, a.t, a.score""")
-            self.nps = Events.sorted(r["k"], r["t"], n, score=np.asarray(r["score"], dtype=float))
+            self.nps = Runs(r["k"], r["t"], n, dict(score=np.asarray(r["score"], dtype=float)))
         if "complaints" in self.has:
             r = self._fetch(f"""SELECT d.k, epoch_us(x.opened_at) AS t, coalesce(epoch_us(x.resolved_at), {NEVER}) AS resolved,
                                        x.severity, x.public
@@ -233,14 +283,26 @@ class History:
                                 WHERE x.opened_at < {c} ORDER BY d.k, x.opened_at, x.complaint_id""")
             severity = pd.Categorical(pd.Series(r["severity"], dtype="object"))
             self.severity_levels = [str(v) for v in severity.categories]
-            self.complaints = Events.sorted(r["k"], r["t"], n, resolved=np.asarray(r["resolved"], dtype=np.int64),
-                                            severity=np.asarray(severity.codes, dtype=np.int16),
-                                            public=np.asarray(r["public"], dtype=bool))
+            self.complaints = Runs(r["k"], r["t"], n, dict(resolved=np.asarray(r["resolved"], dtype=np.int64),
+                                                           severity=np.asarray(severity.codes, dtype=np.int16),
+                                                           public=np.asarray(r["public"], dtype=bool)))
         self.first_cancel = np.full(n, NEVER, dtype=np.int64)
         if "cancellations" in self.has:
             r = self._fetch("""SELECT d.k, epoch_us(min(x.t)) AS t FROM cancellations x JOIN ids d ON d.id = x.customer_id
                                WHERE x.t IS NOT NULL GROUP BY d.k""")
             self.first_cancel[np.asarray(r["k"], dtype=np.int64)] = r["t"]
+
+    def interactions(self, low: pd.Timestamp | None, high: pd.Timestamp) -> Events:
+        """The interactions stamped in ``[low, high)`` (everything before ``high`` without
+        ``low``), in no particular order: every interaction feature is a count, a sum, a
+        latest time or a longest gap, none of which needs the events sorted. Columns:
+        ``outbound`` and ``channel`` (index into ``channel_values``, -1 where missing)."""
+        bound = (f"i.t >= {_lit(low)} AND " if low is not None else "") + f"i.t < {_lit(high)}"
+        r = self._fetch(f"""SELECT d.k, epoch_us(i.t) AS t, i.outbound,
+                                   CAST(coalesce(list_position({self._channel_list}, i.channel), 0) - 1 AS SMALLINT) AS channel
+                            FROM interactions i JOIN ids d ON d.id = i.customer_id WHERE {bound}""")
+        return Events(r["k"], r["t"], self.customers, dict(outbound=np.asarray(r["outbound"], dtype=bool),
+                                                            channel=np.asarray(r["channel"], dtype=np.int16)))
 
     def keys_of(self, customer_ids: pd.Series) -> np.ndarray:
         """Integer keys of customer ids (ValueError naming how many are unknown)."""
