@@ -252,8 +252,9 @@ class _Touches:
     bank account's decayed outbound deposits, the silence since the last order (its start,
     latest point and longest gap so far), and the events of the last 90 days for the windows."""
 
-    def __init__(self, p: _Prepared, channels: Sequence[str]):
+    def __init__(self, p: _Prepared, channels: Sequence[str], cutoffs: Sequence[int]):
         h, n = p.h, p.h.customers
+        self.cutoffs = list(cutoffs)
         self.p, self.h = p, h
         self.count = np.zeros(2 * n, dtype=np.int64)  # by slot 2k (inbound) and 2k + 1 (outbound)
         self.latest = np.full(2 * n, PAST, dtype=np.int64)
@@ -277,19 +278,23 @@ class _Touches:
         """Fold the interactions in [previous cutoff, c) into the state; ``last_order``: every
         customer's last order before ``c`` (NEVER without one)."""
         p, h = self.p, self.h
-        span = h.interactions(None if self.at is None else pd.Timestamp(self.at, unit="us"), pd.Timestamp(c, unit="us"))
-        key, t, outbound = span.key, span.t, span.cols["outbound"]
-        slot = 2 * key + outbound
+        span = h.interactions(*self._span(c))
+        later = [x for x in self.cutoffs if x > c]
+        if later:  # read the next span while this one is folded in and the features computed
+            h.prefetch(*self._span(later[0], c))
+        key, t, slot = span.key, span.t, span.cols["slot"]
         self.count += np.bincount(slot, minlength=len(self.count))
         np.maximum.at(self.latest, slot, t)
-        # the first outbound touch at or after the first order; outbound touches in the first
-        # 100 days (fixed per customer: read only once those days are in the past)
-        first = p.first_order[key]
-        after_first = outbound & (t >= first)
-        np.minimum.at(self.first_out, key[after_first], t[after_first])
-        self.out_first_days += np.bincount(key[after_first & (t < first + FIRST_DAYS * DAY)], minlength=h.customers)
-        del first, after_first
-        self.deposits += span.total(p.config.bank.outbound_touch * p._decay(t), outbound)
+        # outbound touches: the first at or after the first order, those in the first 100 days
+        # (fixed per customer: read only once those days are in the past), the bank's deposits
+        out = span.cols["outbound"]
+        out_key, out_t = key[out], t[out]
+        first = p.first_order[out_key]
+        after_first = out_t >= first
+        np.minimum.at(self.first_out, out_key[after_first], out_t[after_first])
+        self.out_first_days += np.bincount(out_key[after_first & (out_t < first + FIRST_DAYS * DAY)], minlength=h.customers)
+        self.deposits += np.bincount(out_key, weights=p.config.bank.outbound_touch * p._decay(out_t), minlength=h.customers)
+        del out, out_key, out_t, first, after_first
         # the silence restarts at a new order; otherwise it goes on from the latest point
         restarted = last_order != self.since
         start = np.where(restarted, last_order, self.point)
@@ -297,12 +302,17 @@ class _Touches:
         longest, self.point = gaps(key[since_order], t[since_order], start)
         self.silence = np.maximum(np.where(restarted, 0, self.silence), longest)
         self.since = last_order
-        del since_order, slot
-        # keep the events of the widest window that later cutoffs can still see
+        del since_order
+        # keep the events that the windows of this and later cutoffs can see
         low = c - max(*INTERACTION_WINDOWS, CHANNEL_WINDOW) * DAY
-        self.recent = [e if e.t.min() >= low else e.where(e.t >= low) for e in self.recent + [span] if len(e)]
-        self.recent = [e for e in self.recent if len(e)]
+        self.recent = [e if e.latest < low or e.t.min() >= low else e.where(e.t >= low) for e in self.recent
+                       if e.latest >= low] + [span]
         self.at = c
+
+    def _span(self, c: int, previous: int | None = -1) -> tuple[pd.Timestamp | None, pd.Timestamp]:
+        """The bounds of the span ending at ``c``: from the previous cutoff (or the start)."""
+        previous = self.at if previous == -1 else previous
+        return (None if previous is None else pd.Timestamp(previous, unit="us")), pd.Timestamp(c, unit="us")
 
     def features(self, at: _Cutoff) -> dict[str, np.ndarray]:
         p, c, keys, has, n = self.p, at.c, at.keys, at.has_order, self.h.customers
@@ -322,30 +332,30 @@ class _Touches:
         cols["days_since_last_outbound"] = _where(count[:, 1] > 0, _days(c, last_out))
         cols["days_since_last_inbound"] = _where(count[:, 0] > 0, _days(c, last_in))
         cols["days_since_last_contact"] = _where(count.sum(axis=1) > 0, _days(c, np.maximum(last_out, last_in)))
-        recent = self.recent
-        key = np.concatenate([e.key for e in recent]) if recent else np.zeros(0, dtype=np.int64)
-        t = np.concatenate([e.t for e in recent]) if recent else np.zeros(0, dtype=np.int64)
-        outbound = np.concatenate([e.cols["outbound"] for e in recent]) if recent else np.zeros(0, dtype=bool)
+        window = {w: np.zeros(2 * n, dtype=np.int64) for w in INTERACTION_WINDOWS}
+        m = len(self.channel_names)
+        by_channel = np.zeros(n * m, dtype=np.int64)
+        last = np.full(n * m, PAST, dtype=np.int64)
+        for e in self.recent:  # the events of the last 90 days (and of the current span)
+            for w in INTERACTION_WINDOWS:
+                window[w] += np.bincount(e.cols["slot"][e.t >= c - w * DAY], minlength=2 * n)
+            if m:
+                code = self.code[e.cols["channel"]]
+                inside = np.flatnonzero((e.t >= c - CHANNEL_WINDOW * DAY) & (code >= 0))
+                slot = e.key[inside] * m + code[inside]
+                by_channel += np.bincount(slot, minlength=n * m)
+                np.maximum.at(last, slot, e.t[inside])
         for w in INTERACTION_WINDOWS:
-            inside = t >= c - w * DAY
-            window = np.bincount(2 * key[inside] + outbound[inside], minlength=2 * n).reshape(n, 2)[keys]
-            cols[f"outbound_{w}d"] = window[:, 1].astype("float64")
-            cols[f"inbound_{w}d"] = window[:, 0].astype("float64")
+            counts = window[w].reshape(n, 2)[keys]
+            cols[f"outbound_{w}d"] = counts[:, 1].astype("float64")
+            cols[f"inbound_{w}d"] = counts[:, 0].astype("float64")
         cols["outbound_total"] = count[:, 1].astype("float64")
         cols["inbound_total"] = count[:, 0].astype("float64")
-        if self.channel_names:
+        by_channel, last = by_channel.reshape(n, m)[keys], last.reshape(n, m)[keys]
+        for j, name in enumerate(self.channel_names):
             # per channel: events in [c - 90 days, c) and the latest of them
-            code = self.code[np.concatenate([e.cols["channel"] for e in recent])] if recent else np.zeros(0, dtype=np.int16)
-            inside = np.flatnonzero((t >= c - CHANNEL_WINDOW * DAY) & (code >= 0))
-            m = len(self.channel_names)
-            slot = key[inside] * m + code[inside]
-            counts = np.bincount(slot, minlength=n * m).reshape(n, m)[keys]
-            last = np.full(n * m, PAST, dtype=np.int64)
-            np.maximum.at(last, slot, t[inside])
-            last = last.reshape(n, m)[keys]
-            for j, name in enumerate(self.channel_names):
-                cols[f"channel_{name}_{CHANNEL_WINDOW}d"] = counts[:, j].astype("float64")
-                cols[f"days_since_{name}_{CHANNEL_WINDOW}d"] = _where(counts[:, j] > 0, _days(c, last[:, j]))
+            cols[f"channel_{name}_{CHANNEL_WINDOW}d"] = by_channel[:, j].astype("float64")
+            cols[f"days_since_{name}_{CHANNEL_WINDOW}d"] = _where(by_channel[:, j] > 0, _days(c, last[:, j]))
         return cols
 
 
@@ -509,9 +519,11 @@ def build_features(tables: Mapping[str, Source], cutoffs: Iterable[pd.Timestamp]
             wanted = population.assign(k=h.keys_of(population["customer_id"])).drop_duplicates(["k", "cutoff"])
         if "interactions" in h.has:
             channels = list(channels) if channels is not None else _channels(h, config)
-        prepared = _Prepared(h, config)
-        touches = _Touches(prepared, channels) if "interactions" in h.has else None
         attributes = h.attributes()
+        if "interactions" in h.has:  # DuckDB reads the first span while the orders are prepared
+            h.prefetch(None, cutoffs[0])
+        prepared = _Prepared(h, config)
+        touches = _Touches(prepared, channels, [micros(c) for c in cutoffs]) if "interactions" in h.has else None
         columns: dict[str, list] = {}
         for cutoff in _progress(cutoffs, progress):
             c = micros(cutoff)
@@ -537,9 +549,6 @@ def _features_at(p: _Prepared, touches: _Touches | None, c: int, keys: np.ndarra
     at = _Cutoff(p, c, keys)
     cols: dict = {"key": keys, "cutoff": np.full(len(keys), c, dtype=np.int64)}
     cols.update(at.purchases())
-    if touches is not None:
-        touches.advance(c, at.last_all)
-        cols.update(touches.features(at))
     promoter = np.zeros(len(keys), dtype=bool)
     if "nps" in h.has:
         nps, category = at.nps()
@@ -556,6 +565,9 @@ def _features_at(p: _Prepared, touches: _Touches | None, c: int, keys: np.ndarra
         cols.update(complaints)
         if "severity" in h.columns["complaints"]:
             cols["last_complaint_severity"] = (severity, h.severity_levels)
+    if touches is not None:  # last: its span may still be on its way from DuckDB
+        touches.advance(c, at.last_all)
+        cols.update(touches.features(at))
     if h.has & {"interactions", "nps", "complaints"}:
         cols["bank_balance"] = at.bank(open_days, touches)
     for name, (values, levels) in attributes.items():

@@ -16,6 +16,7 @@ Parquet files, which DuckDB reads directly (the tables never sit in pandas).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -201,6 +202,8 @@ class History:
 
     def __init__(self, tables: Mapping[str, Source], last_cutoff: pd.Timestamp, *,
                  order_horizon_days: int | None = None, need: set[str] | None = None):
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending = None
         self.con = duckdb.connect()
         self.con.execute("SET TimeZone = 'UTC'")
         self.con.execute("SET preserve_insertion_order = false")
@@ -218,6 +221,8 @@ class History:
             raise
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
         self.con.close()
 
     def _register(self, name: str, source: Source) -> None:
@@ -237,6 +242,16 @@ class History:
             public="coalesce(public, FALSE)" if "public" in cols else "FALSE")
         self.con.execute(f"CREATE VIEW {name} AS {sql}")
 
+    def _key_customers(self, tables: list[str]) -> None:
+        """Key the customers of ``tables`` 0..n-1 in customer_id order (so key order is the
+        output's id order): the table ``ids`` and the array ``self.ids`` (id by key)."""
+        known = " UNION ALL ".join(f"SELECT customer_id FROM {t}" for t in tables)
+        self.con.execute(f"""CREATE OR REPLACE TEMP TABLE ids AS
+                             SELECT customer_id AS id, CAST(row_number() OVER (ORDER BY customer_id) - 1 AS INTEGER) AS k
+                             FROM (SELECT DISTINCT customer_id FROM ({known}) WHERE customer_id IS NOT NULL)""")
+        self.ids: pa.Array = self.con.sql("SELECT id FROM ids ORDER BY k").to_arrow_table().column(0).combine_chunks()
+        self.customers = len(self.ids)
+
     def _fetch(self, sql: str) -> dict[str, np.ndarray]:
         """A query's columns as NumPy arrays (text with None where missing)."""
         out = self.con.execute(sql).fetchnumpy()
@@ -247,18 +262,18 @@ class History:
 
     def _read(self, last_cutoff: pd.Timestamp, order_horizon_days: int | None) -> None:
         con, c = self.con, _lit(last_cutoff)
-        known = " UNION ".join(f"SELECT customer_id FROM {t}" for t in ("customers", "orders") if t in self.has)
-        # customers are keyed 0..n-1 in customer_id order, so key order is the output's id order
-        con.execute(f"""CREATE TEMP TABLE ids AS
-                        SELECT customer_id AS id, CAST(row_number() OVER (ORDER BY customer_id) - 1 AS INTEGER) AS k
-                        FROM (SELECT DISTINCT customer_id FROM ({known}) WHERE customer_id IS NOT NULL)""")
-        self.ids: pa.Array = con.sql("SELECT id FROM ids ORDER BY k").to_arrow_table().column(0).combine_chunks()
-        n = self.customers = len(self.ids)
-
         # orders: everything before the last cutoff, and the label window after it
         bound = (f"t <= {c} + INTERVAL {int(order_horizon_days)} DAY" if order_horizon_days is not None else f"t < {c}")
-        r = self._fetch(f"""SELECT d.k, epoch_us(o.t) AS t, o.amount, o.returned
-                            FROM orders o JOIN ids d ON d.id = o.customer_id WHERE {bound} ORDER BY d.k, o.t""")
+        orders = f"""SELECT d.k, epoch_us(o.t) AS t, o.amount, o.returned
+                     FROM orders o LEFT JOIN ids d ON d.id = o.customer_id WHERE {bound} ORDER BY d.k, o.t"""
+        # validated data has every ordering customer in customers: key those; if an order's
+        # customer is missing there (unvalidated frames), key the union of both tables
+        self._key_customers(["customers"] if "customers" in self.has else ["orders"])
+        r = self._fetch(orders)
+        if np.ma.isMaskedArray(r["k"]) and r["k"].mask.any():
+            self._key_customers(["customers", "orders"])
+            r = self._fetch(orders)
+        n = self.customers
         self.orders = Runs(r["k"], r["t"], n, dict(amount=np.asarray(r["amount"], dtype=float),
                                                    returned=np.asarray(r["returned"], dtype=bool)))
         del r
@@ -292,16 +307,34 @@ class History:
                                WHERE x.t IS NOT NULL GROUP BY d.k""")
             self.first_cancel[np.asarray(r["k"], dtype=np.int64)] = r["t"]
 
+    def prefetch(self, low: pd.Timestamp | None, high: pd.Timestamp) -> None:
+        """Start reading ``interactions(low, high)`` in a background thread (DuckDB works
+        while the caller computes other features in NumPy); no other query may run meanwhile."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="interactions")
+        self._pending = ((low, high), self._pool.submit(self._interactions, low, high))
+
     def interactions(self, low: pd.Timestamp | None, high: pd.Timestamp) -> Events:
+        """The interactions stamped in ``[low, high)`` (see ``_interactions``), prefetched or read now."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            events = pending[1].result()
+            if pending[0] == (low, high):
+                return events
+        return self._interactions(low, high)
+
+    def _interactions(self, low: pd.Timestamp | None, high: pd.Timestamp) -> Events:
         """The interactions stamped in ``[low, high)`` (everything before ``high`` without
         ``low``), in no particular order: every interaction feature is a count, a sum, a
         latest time or a longest gap, none of which needs the events sorted. Columns:
-        ``outbound`` and ``channel`` (index into ``channel_values``, -1 where missing)."""
+        ``slot`` (2 * key, + 1 when outbound) and ``channel`` (index into ``channel_values``,
+        -1 where missing)."""
         bound = (f"i.t >= {_lit(low)} AND " if low is not None else "") + f"i.t < {_lit(high)}"
-        r = self._fetch(f"""SELECT d.k, epoch_us(i.t) AS t, i.outbound,
+        r = self._fetch(f"""SELECT d.k, 2 * d.k::BIGINT + i.outbound::BIGINT AS slot, epoch_us(i.t) AS t, i.outbound,
                                    CAST(coalesce(list_position({self._channel_list}, i.channel), 0) - 1 AS SMALLINT) AS channel
                             FROM interactions i JOIN ids d ON d.id = i.customer_id WHERE {bound}""")
-        return Events(r["k"], r["t"], self.customers, dict(outbound=np.asarray(r["outbound"], dtype=bool),
+        return Events(r["k"], r["t"], self.customers, dict(slot=np.asarray(r["slot"], dtype=np.int64),
+                                                            outbound=np.asarray(r["outbound"], dtype=bool),
                                                             channel=np.asarray(r["channel"], dtype=np.int16)))
 
     def keys_of(self, customer_ids: pd.Series) -> np.ndarray:
@@ -321,7 +354,7 @@ class History:
         if "customers" not in self.has:
             return {}
         con = self.con
-        cols = {}
+        cols, text = {}, {}
         for col, dtype in con.execute("SELECT column_name, column_type FROM (DESCRIBE customers)").fetchall():
             if col in ("customer_id", "created_at"):
                 continue
@@ -329,10 +362,13 @@ class History:
             quoted = '"' + col.replace('"', '""') + '"'
             if dtype in ("BOOLEAN", "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "FLOAT", "DOUBLE") or dtype.startswith("DECIMAL"):
                 cols[name] = (f"CAST(c.{quoted} AS DOUBLE)", True)
-            elif dtype.startswith(("TIMESTAMP", "DATE")):
-                continue
-            elif con.execute(f"SELECT count(DISTINCT {quoted}) FROM customers").fetchall()[0][0] <= MAX_ATTRIBUTE_LEVELS:
-                cols[name] = (f"CAST(c.{quoted} AS VARCHAR)", False)
+            elif not dtype.startswith(("TIMESTAMP", "DATE")):
+                text[name] = quoted
+        if text:  # text columns with few enough values to be categories
+            levels = con.execute("SELECT " + ", ".join(f"count(DISTINCT {q})" for q in text.values()) + " FROM customers").fetchall()[0]
+            for (name, quoted), n in zip(text.items(), levels):
+                if n <= MAX_ATTRIBUTE_LEVELS:
+                    cols[name] = (f"CAST(c.{quoted} AS VARCHAR)", False)
         if not cols:
             return {}
         select = ", ".join(f'{expr} AS "{name}"' for name, (expr, _n) in cols.items())
