@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -266,6 +267,7 @@ class _Touches:
         self.silence = np.zeros(n, dtype=np.int64)  # the longest gap between those points (microseconds)
         self.recent: list[Events] = []
         self.at: int | None = None
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="silence")
         # channels with their own features: each name's raw values (several raw values may clean to one name)
         self.channel_names = list(channels)
         self.code = np.full(len(h.channel_values) + 1, -1, dtype=np.int16)  # last slot: a missing channel (-1)
@@ -283,6 +285,13 @@ class _Touches:
         if later:  # read the next span while this one is folded in and the features computed
             h.prefetch(*self._span(later[0], c))
         key, t, slot = span.key, span.t, span.cols["slot"]
+        # the silence restarts at a new order; otherwise it goes on from the latest point
+        # (in a second thread: NumPy releases the GIL, and the two parts share no arrays)
+        restarted = last_order != self.since
+        start = np.where(restarted, last_order, self.point)
+        since_order = t >= last_order[key]
+        silence = self._pool.submit(gaps, key[since_order], t[since_order], start)
+        del since_order
         self.count += np.bincount(slot, minlength=len(self.count))
         np.maximum.at(self.latest, slot, t)
         # outbound touches: the first at or after the first order, those in the first 100 days
@@ -295,19 +304,17 @@ class _Touches:
         self.out_first_days += np.bincount(out_key[after_first & (out_t < first + FIRST_DAYS * DAY)], minlength=h.customers)
         self.deposits += np.bincount(out_key, weights=p.config.bank.outbound_touch * p._decay(out_t), minlength=h.customers)
         del out, out_key, out_t, first, after_first
-        # the silence restarts at a new order; otherwise it goes on from the latest point
-        restarted = last_order != self.since
-        start = np.where(restarted, last_order, self.point)
-        since_order = t >= last_order[key]
-        longest, self.point = gaps(key[since_order], t[since_order], start)
+        longest, self.point = silence.result()
         self.silence = np.maximum(np.where(restarted, 0, self.silence), longest)
         self.since = last_order
-        del since_order
         # keep the events that the windows of this and later cutoffs can see
         low = c - max(*INTERACTION_WINDOWS, CHANNEL_WINDOW) * DAY
         self.recent = [e if e.latest < low or e.t.min() >= low else e.where(e.t >= low) for e in self.recent
                        if e.latest >= low] + [span]
         self.at = c
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
 
     def _span(self, c: int, previous: int | None = -1) -> tuple[pd.Timestamp | None, pd.Timestamp]:
         """The bounds of the span ending at ``c``: from the previous cutoff (or the start)."""
@@ -512,7 +519,9 @@ def build_features(tables: Mapping[str, Source], cutoffs: Iterable[pd.Timestamp]
     cutoffs = _cutoff_list(cutoffs)
     if not cutoffs:
         return _empty()
-    h = History(tables, max(cutoffs), order_horizon_days=label_horizon_days)
+    # DuckDB starts reading the interactions before the first cutoff at once
+    h = History(tables, max(cutoffs), order_horizon_days=label_horizon_days, first_span=cutoffs[0])
+    touches = None
     try:
         wanted = None
         if population is not None:
@@ -520,8 +529,6 @@ def build_features(tables: Mapping[str, Source], cutoffs: Iterable[pd.Timestamp]
         if "interactions" in h.has:
             channels = list(channels) if channels is not None else _channels(h, config)
         attributes = h.attributes()
-        if "interactions" in h.has:  # DuckDB reads the first span while the orders are prepared
-            h.prefetch(None, cutoffs[0])
         prepared = _Prepared(h, config)
         touches = _Touches(prepared, channels, [micros(c) for c in cutoffs]) if "interactions" in h.has else None
         columns: dict[str, list] = {}
@@ -538,6 +545,8 @@ def build_features(tables: Mapping[str, Source], cutoffs: Iterable[pd.Timestamp]
                 columns.setdefault(name, []).append(values)
         ids = h.ids
     finally:
+        if touches is not None:
+            touches.close()
         h.close()
     return _finish(columns, ids, config, attributes)
 

@@ -163,22 +163,30 @@ def gaps(key: np.ndarray, t: np.ndarray, since: np.ndarray) -> tuple[np.ndarray,
     buckets = np.bincount(key, minlength=customers)
     offset = np.zeros(customers + 1, dtype=np.int64)
     np.cumsum(buckets, out=offset[1:])
-    start, width = since[key], buckets[key]
-    where = ((t - start) / (latest[key] - start + 1).astype("float64") * width).astype(np.int64)
-    slot = offset[key] + np.minimum(where, width - 1)
-    del start, width, where
+    # bucket of an event: floor((t - since) * scale), scale = buckets / (latest - since + 1),
+    # shrunk by a few ulps so that the latest event stays in the last bucket
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scale = buckets / (latest - since + 1).astype("float64") * (1 - 4e-16)
+    where = (t - since[key]).astype("float64")
+    where *= scale[key]
+    slot = where.astype(np.int64)
+    del where
+    slot += offset[key]
     low = np.full(offset[-1], NEVER, dtype=np.int64)
     high = np.full(offset[-1], PAST, dtype=np.int64)
     np.minimum.at(low, slot, t)
     np.maximum.at(high, slot, t)
+    del slot
     used = np.flatnonzero(high != PAST)  # ascending: by customer, then bucket
     owner = np.repeat(np.arange(customers), buckets)[used]
     previous = np.empty(len(used), dtype=np.int64)
     previous[1:] = high[used[:-1]]
     first = first_in_run(owner)
     previous[first] = since[owner[first]]
+    step = low[used]
+    step -= previous
     longest = np.zeros(customers, dtype=np.int64)
-    np.maximum.at(longest, owner, low[used] - previous)
+    np.maximum.at(longest, owner, step)
     return longest, latest
 
 
@@ -201,13 +209,20 @@ class History:
     ``order_horizon_days``, the orders of the label window after it), as ``Events``."""
 
     def __init__(self, tables: Mapping[str, Source], last_cutoff: pd.Timestamp, *,
-                 order_horizon_days: int | None = None, need: set[str] | None = None):
+                 order_horizon_days: int | None = None, need: set[str] | None = None,
+                 first_span: pd.Timestamp | None = None):
+        """``first_span``: start reading the interactions before this time at once, in the
+        background (see ``prefetch``), while the other tables are read."""
         self._pool: ThreadPoolExecutor | None = None
         self._pending = None
         self.con = duckdb.connect()
-        self.con.execute("SET TimeZone = 'UTC'")
-        self.con.execute("SET preserve_insertion_order = false")
-        self.con.execute("SET enable_progress_bar = false")
+        # the interactions are read on a second connection to the same database, so that one
+        # span can be read while the main connection reads the other tables
+        self.reader = self.con.cursor()
+        for con in (self.con, self.reader):
+            con.execute("SET TimeZone = 'UTC'")
+            con.execute("SET preserve_insertion_order = false")
+            con.execute("SET enable_progress_bar = false")
         self.columns: dict[str, list[str]] = {}
         try:
             for name, source in tables.items():
@@ -215,23 +230,25 @@ class History:
                     self._register(name, source)
             self.has = set(self.columns)
             self.last_cutoff = micros(last_cutoff)
-            self._read(pd.Timestamp(last_cutoff), order_horizon_days)
+            self._read(pd.Timestamp(last_cutoff), order_horizon_days, first_span)
         except BaseException:
-            self.con.close()
+            self.close()
             raise
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=True)
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        self.reader.close()
         self.con.close()
 
     def _register(self, name: str, source: Source) -> None:
+        con = self.reader if name == "interactions" else self.con
         if isinstance(source, (str, Path)):
             src = parquet_sql(source)
         else:
-            self.con.register(f"input_{name}", source)
+            con.register(f"input_{name}", source)
             src = f"input_{name}"
-        cols = [r[0] for r in self.con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()]
+        cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()]
         self.columns[name] = cols
         sql = _VIEWS[name].format(
             src=src,
@@ -240,27 +257,40 @@ class History:
             complaint_id="CAST(complaint_id AS VARCHAR)" if "complaint_id" in cols else "NULL::VARCHAR",
             severity="severity" if "severity" in cols else "NULL::VARCHAR",
             public="coalesce(public, FALSE)" if "public" in cols else "FALSE")
-        self.con.execute(f"CREATE VIEW {name} AS {sql}")
+        con.execute(f"CREATE TEMP VIEW {name} AS {sql}")
+
+    def _channels(self, c: str) -> None:
+        """The interaction channels and how often each was used before the last cutoff (the
+        channel features are chosen from these)."""
+        self.channel_values: list[str] = []
+        self.channel_counts = np.zeros(0, dtype=np.int64)
+        self._channel_list = "[]::VARCHAR[]"
+        if "interactions" in self.has:
+            counts = self.reader.execute(f"""SELECT channel, count(*) FROM interactions WHERE channel IS NOT NULL AND t < {c}
+                                             GROUP BY channel ORDER BY channel""").fetchall()
+            self.channel_values = [v for v, _n in counts]
+            self.channel_counts = np.array([n for _v, n in counts], dtype=np.int64)
+            self._channel_list = "[" + ", ".join(_quote(v) for v in self.channel_values) + "]::VARCHAR[]"
 
     def _key_customers(self, tables: list[str]) -> None:
         """Key the customers of ``tables`` 0..n-1 in customer_id order (so key order is the
         output's id order): the table ``ids`` and the array ``self.ids`` (id by key)."""
         known = " UNION ALL ".join(f"SELECT customer_id FROM {t}" for t in tables)
-        self.con.execute(f"""CREATE OR REPLACE TEMP TABLE ids AS
+        self.con.execute(f"""CREATE OR REPLACE TABLE ids AS
                              SELECT customer_id AS id, CAST(row_number() OVER (ORDER BY customer_id) - 1 AS INTEGER) AS k
                              FROM (SELECT DISTINCT customer_id FROM ({known}) WHERE customer_id IS NOT NULL)""")
         self.ids: pa.Array = self.con.sql("SELECT id FROM ids ORDER BY k").to_arrow_table().column(0).combine_chunks()
         self.customers = len(self.ids)
 
-    def _fetch(self, sql: str) -> dict[str, np.ndarray]:
+    def _fetch(self, sql: str, con: duckdb.DuckDBPyConnection | None = None) -> dict[str, np.ndarray]:
         """A query's columns as NumPy arrays (text with None where missing)."""
-        out = self.con.execute(sql).fetchnumpy()
+        out = (con or self.con).execute(sql).fetchnumpy()
         for name, values in out.items():
             if np.ma.isMaskedArray(values) and values.dtype == object:
                 out[name] = values.filled(None)
         return out
 
-    def _read(self, last_cutoff: pd.Timestamp, order_horizon_days: int | None) -> None:
+    def _read(self, last_cutoff: pd.Timestamp, order_horizon_days: int | None, first_span: pd.Timestamp | None) -> None:
         con, c = self.con, _lit(last_cutoff)
         # orders: everything before the last cutoff, and the label window after it
         bound = (f"t <= {c} + INTERVAL {int(order_horizon_days)} DAY" if order_horizon_days is not None else f"t < {c}")
@@ -269,24 +299,21 @@ class History:
         # validated data has every ordering customer in customers: key those; if an order's
         # customer is missing there (unvalidated frames), key the union of both tables
         self._key_customers(["customers"] if "customers" in self.has else ["orders"])
+        self._channels(c)
+        if first_span is not None and "interactions" in self.has:
+            self.prefetch(None, first_span)
         r = self._fetch(orders)
         if np.ma.isMaskedArray(r["k"]) and r["k"].mask.any():
+            self._drop_pending()  # it was read with the old keys
             self._key_customers(["customers", "orders"])
+            if first_span is not None and "interactions" in self.has:
+                self.prefetch(None, first_span)
             r = self._fetch(orders)
         n = self.customers
         self.orders = Runs(r["k"], r["t"], n, dict(amount=np.asarray(r["amount"], dtype=float),
                                                    returned=np.asarray(r["returned"], dtype=bool)))
         del r
 
-        self.channel_values: list[str] = []
-        self.channel_counts = np.zeros(0, dtype=np.int64)
-        if "interactions" in self.has:
-            # the channels and how often each was used (the channel features are chosen from these)
-            counts = con.execute(f"""SELECT channel, count(*) FROM interactions WHERE channel IS NOT NULL AND t < {c}
-                                     GROUP BY channel ORDER BY channel""").fetchall()
-            self.channel_values = [v for v, _n in counts]
-            self.channel_counts = np.array([n for _v, n in counts], dtype=np.int64)
-            self._channel_list = "[" + ", ".join(_quote(v) for v in self.channel_values) + "]::VARCHAR[]"
         if "nps" in self.has:
             r = self._fetch(f"""SELECT d.k, epoch_us(a.t) AS t, a.score FROM nps a JOIN ids d ON d.id = a.customer_id
                                 WHERE a.t < {c} ORDER BY d.k, a.t, a.score""")
@@ -314,6 +341,11 @@ class History:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="interactions")
         self._pending = ((low, high), self._pool.submit(self._interactions, low, high))
 
+    def _drop_pending(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending[1].result()
+
     def interactions(self, low: pd.Timestamp | None, high: pd.Timestamp) -> Events:
         """The interactions stamped in ``[low, high)`` (see ``_interactions``), prefetched or read now."""
         pending, self._pending = self._pending, None
@@ -332,7 +364,7 @@ class History:
         bound = (f"i.t >= {_lit(low)} AND " if low is not None else "") + f"i.t < {_lit(high)}"
         r = self._fetch(f"""SELECT d.k, 2 * d.k::BIGINT + i.outbound::BIGINT AS slot, epoch_us(i.t) AS t, i.outbound,
                                    CAST(coalesce(list_position({self._channel_list}, i.channel), 0) - 1 AS SMALLINT) AS channel
-                            FROM interactions i JOIN ids d ON d.id = i.customer_id WHERE {bound}""")
+                            FROM interactions i JOIN ids d ON d.id = i.customer_id WHERE {bound}""", self.reader)
         return Events(r["k"], r["t"], self.customers, dict(slot=np.asarray(r["slot"], dtype=np.int64),
                                                             outbound=np.asarray(r["outbound"], dtype=bool),
                                                             channel=np.asarray(r["channel"], dtype=np.int16)))
