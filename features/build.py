@@ -109,6 +109,7 @@ class _Prepared:
         self.ref = h.last_cutoff
         w = config.bank
         self.order_bank = w.order * self._decay(o.t)
+        h.wait()  # the other tables were read meanwhile
 
         if "nps" in h.has:
             a = h.nps
@@ -343,15 +344,18 @@ class _Touches:
         m = len(self.channel_names)
         by_channel = np.zeros(n * m, dtype=np.int64)
         last = np.full(n * m, PAST, dtype=np.int64)
+        widest = max(*INTERACTION_WINDOWS, CHANNEL_WINDOW)
         for e in self.recent:  # the events of the last 90 days (and of the current span)
+            inside = np.flatnonzero(e.t >= c - widest * DAY)
+            t, slot = e.t[inside], e.cols["slot"][inside]
             for w in INTERACTION_WINDOWS:
-                window[w] += np.bincount(e.cols["slot"][e.t >= c - w * DAY], minlength=2 * n)
+                window[w] += np.bincount(slot if w == widest else slot[t >= c - w * DAY], minlength=2 * n)
             if m:
-                code = self.code[e.cols["channel"]]
-                inside = np.flatnonzero((e.t >= c - CHANNEL_WINDOW * DAY) & (code >= 0))
-                slot = e.key[inside] * m + code[inside]
+                code = self.code[e.cols["channel"][inside]]
+                known = (code >= 0) if CHANNEL_WINDOW == widest else (code >= 0) & (t >= c - CHANNEL_WINDOW * DAY)
+                slot = e.key[inside[known]] * m + code[known]
                 by_channel += np.bincount(slot, minlength=n * m)
-                np.maximum.at(last, slot, e.t[inside])
+                np.maximum.at(last, slot, t[known])
         for w in INTERACTION_WINDOWS:
             counts = window[w].reshape(n, 2)[keys]
             cols[f"outbound_{w}d"] = counts[:, 1].astype("float64")
@@ -451,7 +455,7 @@ def build_population(tables: Mapping[str, Source], cutoffs: Iterable[pd.Timestam
     if not cutoffs:
         return _empty()
     # the population and the labels read orders and cancellations only
-    h = History(tables, max(cutoffs), order_horizon_days=horizon_days, need={"orders", "cancellations"})
+    h = History(tables, max(cutoffs), order_horizon_days=horizon_days, need={"orders", "cancellations"}).wait()
     try:
         ids, when, label = [], [], []
         for cutoff in cutoffs:
@@ -523,13 +527,13 @@ def build_features(tables: Mapping[str, Source], cutoffs: Iterable[pd.Timestamp]
     h = History(tables, max(cutoffs), order_horizon_days=label_horizon_days, first_span=cutoffs[0])
     touches = None
     try:
+        prepared = _Prepared(h, config)
         wanted = None
         if population is not None:
             wanted = population.assign(k=h.keys_of(population["customer_id"])).drop_duplicates(["k", "cutoff"])
         if "interactions" in h.has:
             channels = list(channels) if channels is not None else _channels(h, config)
         attributes = h.attributes()
-        prepared = _Prepared(h, config)
         touches = _Touches(prepared, channels, [micros(c) for c in cutoffs]) if "interactions" in h.has else None
         columns: dict[str, list] = {}
         for cutoff in _progress(cutoffs, progress):

@@ -214,6 +214,8 @@ class History:
         """``first_span``: start reading the interactions before this time at once, in the
         background (see ``prefetch``), while the other tables are read."""
         self._pool: ThreadPoolExecutor | None = None
+        self._main_pool: ThreadPoolExecutor | None = None
+        self._rest = None
         self._pending = None
         self.con = duckdb.connect()
         # the interactions are read on a second connection to the same database, so that one
@@ -236,8 +238,9 @@ class History:
             raise
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+        for pool in (self._pool, self._main_pool):
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
         self.reader.close()
         self.con.close()
 
@@ -313,7 +316,22 @@ class History:
         self.orders = Runs(r["k"], r["t"], n, dict(amount=np.asarray(r["amount"], dtype=float),
                                                    returned=np.asarray(r["returned"], dtype=bool)))
         del r
+        # the other tables are read in the background on the main connection, while the
+        # caller prepares the orders (see ``wait``)
+        self._main_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tables")
+        self._rest = self._main_pool.submit(self._read_rest, c)
 
+    def wait(self) -> History:
+        """Wait until the NPS answers, complaints, cancellations and customer attributes are
+        read (``nps``, ``complaints``, ``first_cancel``, ``attributes()``); the main connection
+        is free again afterwards."""
+        if self._rest is not None:
+            rest, self._rest = self._rest, None
+            rest.result()
+        return self
+
+    def _read_rest(self, c: str) -> None:
+        n = self.customers
         if "nps" in self.has:
             r = self._fetch(f"""SELECT d.k, epoch_us(a.t) AS t, a.score FROM nps a JOIN ids d ON d.id = a.customer_id
                                 WHERE a.t < {c} ORDER BY d.k, a.t, a.score""")
@@ -333,6 +351,7 @@ class History:
             r = self._fetch("""SELECT d.k, epoch_us(min(x.t)) AS t FROM cancellations x JOIN ids d ON d.id = x.customer_id
                                WHERE x.t IS NOT NULL GROUP BY d.k""")
             self.first_cancel[np.asarray(r["k"], dtype=np.int64)] = r["t"]
+        self._attributes = self._read_attributes()
 
     def prefetch(self, low: pd.Timestamp | None, high: pd.Timestamp) -> None:
         """Start reading ``interactions(low, high)`` in a background thread (DuckDB works
@@ -371,6 +390,7 @@ class History:
 
     def keys_of(self, customer_ids: pd.Series) -> np.ndarray:
         """Integer keys of customer ids (ValueError naming how many are unknown)."""
+        self.wait()
         frame = pd.DataFrame({"i": np.arange(len(customer_ids)), "id": customer_ids.astype("str").to_numpy()})
         self.con.register("asked_ids", frame)
         r = self._fetch("SELECT d.k FROM asked_ids a LEFT JOIN ids d USING (id) ORDER BY a.i")
@@ -380,6 +400,10 @@ class History:
         return np.asarray(keys, dtype=np.int64)
 
     def attributes(self) -> dict[str, tuple[np.ndarray, list[str] | None]]:
+        """Static attributes by key (see ``_read_attributes``)."""
+        return self.wait()._attributes
+
+    def _read_attributes(self) -> dict[str, tuple[np.ndarray, list[str] | None]]:
         """Static attributes by key: segment, acquisition_channel, region, and other
         low-cardinality or numeric customer columns (named ``attr_<column>``). Numbers come
         as float64 (missing = NaN); text as (codes, levels) with -1 for missing."""
