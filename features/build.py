@@ -277,9 +277,16 @@ class _Touches:
                 if safe_name(raw) == name:
                     self.code[v] = j
 
-    def advance(self, c: int, last_order: np.ndarray) -> None:
+    def advance(self, c: int, last_order: np.ndarray, clients: np.ndarray | None = None) -> None:
         """Fold the interactions in [previous cutoff, c) into the state; ``last_order``: every
-        customer's last order before ``c`` (NEVER without one)."""
+        customer's last order before ``c`` (NEVER without one).
+
+        ``clients`` (keys, optional): the silence is then followed for them only. That is
+        exact for the population at each cutoff: a client at ``c`` was either a client at the
+        previous cutoff (followed then) or has a last order inside this span (restarted
+        here): a non-contractual customer with no order in the active window before the
+        previous cutoff and one before ``c`` has ordered since; a contractual one who was not
+        a client had no order yet (a cancelled customer never returns)."""
         p, h = self.p, self.h
         span = h.interactions(*self._span(c))
         later = [x for x in self.cutoffs if x > c]
@@ -290,7 +297,11 @@ class _Touches:
         # (in a second thread: NumPy releases the GIL, and the two parts share no arrays)
         restarted = last_order != self.since
         start = np.where(restarted, last_order, self.point)
-        since_order = t >= last_order[key]
+        followed = np.ones(h.customers, dtype=bool)
+        if clients is not None:
+            followed[:] = False
+            followed[clients] = True
+        since_order = t >= np.where(followed, last_order, NEVER)[key]
         silence = self._pool.submit(gaps, key[since_order], t[since_order], start)
         del since_order
         self.count += np.bincount(slot, minlength=len(self.count))
@@ -305,9 +316,10 @@ class _Touches:
         self.out_first_days += np.bincount(out_key[after_first & (out_t < first + FIRST_DAYS * DAY)], minlength=h.customers)
         self.deposits += np.bincount(out_key, weights=p.config.bank.outbound_touch * p._decay(out_t), minlength=h.customers)
         del out, out_key, out_t, first, after_first
-        longest, self.point = silence.result()
-        self.silence = np.maximum(np.where(restarted, 0, self.silence), longest)
-        self.since = last_order
+        longest, point = silence.result()
+        self.point = np.where(followed, point, self.point)
+        self.silence = np.where(followed, np.maximum(np.where(restarted, 0, self.silence), longest), self.silence)
+        self.since = np.where(followed, last_order, self.since)
         # keep the events that the windows of this and later cutoffs can see
         low = c - max(*INTERACTION_WINDOWS, CHANNEL_WINDOW) * DAY
         self.recent = [e if e.latest < low or e.t.min() >= low else e.where(e.t >= low) for e in self.recent
@@ -542,7 +554,7 @@ def build_features(tables: Mapping[str, Source], cutoffs: Iterable[pd.Timestamp]
                 keys = np.sort(wanted.loc[wanted["cutoff"] == np.datetime64(cutoff, "us"), "k"].to_numpy())
             else:
                 keys = _population(h, c, config.active_window_days)
-            part = _features_at(prepared, touches, c, keys, attributes)
+            part = _features_at(prepared, touches, c, keys, attributes, clients=wanted is None)
             if label_horizon_days is not None:
                 part["label"] = _labels(h, c, keys, label_horizon_days)
             for name, values in part.items():
@@ -555,9 +567,11 @@ def build_features(tables: Mapping[str, Source], cutoffs: Iterable[pd.Timestamp]
     return _finish(columns, ids, config, attributes)
 
 
-def _features_at(p: _Prepared, touches: _Touches | None, c: int, keys: np.ndarray, attributes: dict) -> dict:
+def _features_at(p: _Prepared, touches: _Touches | None, c: int, keys: np.ndarray, attributes: dict,
+                 clients: bool = True) -> dict:
     """Every column at one cutoff: numbers as float64, categories as (codes, levels). The
-    cutoffs come in increasing order (``touches`` advances from one to the next)."""
+    cutoffs come in increasing order (``touches`` advances from one to the next);
+    ``clients``: ``keys`` are the population at each cutoff (not a population given)."""
     h = p.h
     at = _Cutoff(p, c, keys)
     cols: dict = {"key": keys, "cutoff": np.full(len(keys), c, dtype=np.int64)}
@@ -579,7 +593,7 @@ def _features_at(p: _Prepared, touches: _Touches | None, c: int, keys: np.ndarra
         if "severity" in h.columns["complaints"]:
             cols["last_complaint_severity"] = (severity, h.severity_levels)
     if touches is not None:  # last: its span may still be on its way from DuckDB
-        touches.advance(c, at.last_all)
+        touches.advance(c, at.last_all, keys if clients else None)
         cols.update(touches.features(at))
     if h.has & {"interactions", "nps", "complaints"}:
         cols["bank_balance"] = at.bank(open_days, touches)
