@@ -8,16 +8,16 @@ Time semantics, held everywhere:
   clients at ``c``: no cancellation before ``c`` when the data has cancellations
   (a contractual business), otherwise an order within ``active_window_days`` before ``c``.
 
-Engine: DuckDB reads each input table once, with one SQL query whose time bound is written
-out, keyed by an integer per customer and sorted by (customer, time)
-(``features.history``). Each customer's events are then a contiguous run in time order, and
-every feature at a cutoff is computed from those runs with vectorised NumPy, one function
-per feature group below: counts and sums over the events stamped before ``c`` (or inside a
-window ``[c - w, c)``), the last event before ``c`` taken as the last element of the run's
-prefix, the longest silence as a maximum over the slice after the last order. Nothing is
-re-read or re-grouped for a cutoff: twelve monthly cutoffs cost one read and twelve passes
-over arrays. Each cutoff is computed from the history alone (no state carried from the
-previous cutoff), so a cutoff computed among others equals it computed alone.
+Engine (``features.history`` reads the tables): DuckDB reads each table once, with one SQL
+query whose time bound is written out, keyed by an integer per customer. Orders, NPS
+answers and complaints are held sorted by (customer, time), and each cutoff is computed
+from them directly, one function per feature group: counts and sums over the events
+stamped before ``c`` (or inside a window ``[c - w, c)``), the last event before ``c`` as
+the last element of the run's prefix, the longest gap between orders as a slice maximum.
+The interactions are read span by span (the events between two cutoffs, each once) and
+folded into a per-customer state (``_Touches``), the next span read in the background
+while the current cutoff is computed. Nothing is re-read or re-grouped for a cutoff:
+twelve monthly cutoffs cost one read of each table.
 
 Inputs: validated tables (``features.contract``) as pandas frames, or paths to validated
 Parquet files (DuckDB reads them directly, so the tables never have to fit in pandas).
@@ -75,12 +75,6 @@ def _take(values: np.ndarray, index: np.ndarray, ok: np.ndarray, missing) -> np.
         return np.full(len(index), missing, dtype=values.dtype)
     return np.where(ok, values[np.clip(index, 0, len(values) - 1)], missing)
 
-
-
-
-def _and(mask: np.ndarray | None, other: np.ndarray) -> np.ndarray:
-    """``mask & other``, where a mask of None means every event."""
-    return other if mask is None else mask & other
 
 
 class _Prepared:

@@ -1,13 +1,17 @@
-"""The input tables as per-customer event arrays: read once by DuckDB, then held in NumPy.
+"""The input tables as per-customer event arrays: read by DuckDB, held in NumPy.
 
-Every event table is read by one SQL query with its time bound written out (nothing at or
-after the last cutoff is read, except the orders that the labels' horizon needs), keyed by
-an integer per customer (numbered in ``customer_id`` order, so key order is id order) and
-sorted by (customer, time). A customer's events are then one contiguous run
-``[start[k], start[k + 1])`` in time order: "customer k's events before cutoff c" is a
-prefix of that run, "the last one" is the prefix's last element, and "the longest gap since
-the last order" is a maximum over a slice. The features at a cutoff (``features.build``)
-are counts, sums and gathers over these runs: no table is re-read or re-grouped per cutoff.
+Every table is read by one SQL query with its time bound written out (nothing at or after
+the last cutoff is read, except the orders that the labels' horizon needs) and keyed by an
+integer per customer, numbered in ``customer_id`` order (so key order is id order).
+
+- Orders, NPS answers and complaints come sorted by (customer, time) as ``Runs``: a
+  customer's events are one contiguous run ``[start[k], start[k + 1])`` in time order, so
+  "customer k's events before cutoff c" is a prefix of the run, "the last one" its last
+  element, and "the longest gap between orders" a maximum over the slice.
+- Interactions, the big table, are read span by span (``interactions(low, high)``: the
+  events between two cutoffs, in no particular order) on a second connection, so that the
+  next span is read while the caller computes; ``gaps`` finds the longest silence in them
+  without sorting.
 
 Times are int64 microseconds since the epoch (UTC); ``DAY`` converts differences to days.
 Inputs are validated tables (``features.contract``) as pandas frames, or paths to validated
@@ -150,27 +154,28 @@ def gaps(key: np.ndarray, t: np.ndarray, since: np.ndarray) -> tuple[np.ndarray,
     at or after ``since[k]``, in any order): the longest gap between consecutive points (0
     with no events) and the latest point.
 
-    Exact and without sorting (the maximum-gap bucket argument): a customer with m events
-    gets m equal buckets over ``[since, latest]``. If every bucket holds one point there is
-    no gap inside a bucket; otherwise some bucket is empty, so the longest gap is at least a
-    bucket wide while a gap inside a bucket is narrower. Either way the longest gap is the
-    largest step from one non-empty bucket's latest point to the next one's earliest (the
-    first step from ``since``). Times are integers, so the buckets' floating-point edges
-    cannot change which step is longest."""
+    Exact and without sorting (the maximum-gap bucket argument): a customer with m events,
+    the latest at L, gets m equal buckets over ``[since, L]`` (width w = (L - since) / m).
+    The m gaps add up to L - since, so the longest is at least w, while two points in one
+    bucket are less than w apart (at most w in the last, closed bucket). So the longest gap
+    is the largest step from one non-empty bucket's latest point to the next one's earliest,
+    the first step taken from ``since``; if it lay inside a bucket it would equal w, all gaps
+    would equal w, and so would the first step. Bucket numbers are integer arithmetic; data
+    whose spans times events overflow 62 bits take a sort instead."""
     customers = len(since)
     latest = since.copy()
     np.maximum.at(latest, key, t)
     buckets = np.bincount(key, minlength=customers)
+    span = latest - since
+    if len(key) and float(np.max(span.astype("float64") * buckets)) >= 2.0 ** 62:
+        return _gaps_by_sorting(key, t, since, latest)
     offset = np.zeros(customers + 1, dtype=np.int64)
     np.cumsum(buckets, out=offset[1:])
-    # bucket of an event: floor((t - since) * scale), scale = buckets / (latest - since + 1),
-    # shrunk by a few ulps so that the latest event stays in the last bucket
-    with np.errstate(invalid="ignore", divide="ignore"):
-        scale = buckets / (latest - since + 1).astype("float64") * (1 - 4e-16)
-    where = (t - since[key]).astype("float64")
-    where *= scale[key]
-    slot = where.astype(np.int64)
-    del where
+    # the bucket of an event: floor((t - since) * m / (L - since)), the latest in the last one
+    slot = t - since[key]
+    slot *= buckets[key]
+    slot //= np.maximum(span, 1)[key]
+    np.minimum(slot, buckets[key] - 1, out=slot)
     slot += offset[key]
     low = np.full(offset[-1], NEVER, dtype=np.int64)
     high = np.full(offset[-1], PAST, dtype=np.int64)
@@ -187,6 +192,19 @@ def gaps(key: np.ndarray, t: np.ndarray, since: np.ndarray) -> tuple[np.ndarray,
     step -= previous
     longest = np.zeros(customers, dtype=np.int64)
     np.maximum.at(longest, owner, step)
+    return longest, latest
+
+
+def _gaps_by_sorting(key: np.ndarray, t: np.ndarray, since: np.ndarray, latest: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``gaps`` by sorting each customer's events (for spans too long for the buckets' integers)."""
+    order = np.lexsort((t, key))
+    key, t = key[order], t[order]
+    previous = np.empty(len(t), dtype=np.int64)
+    previous[1:] = t[:-1]
+    first = first_in_run(key)
+    previous[first] = since[key[first]]
+    longest = np.zeros(len(since), dtype=np.int64)
+    np.maximum.at(longest, key, t - previous)
     return longest, latest
 
 

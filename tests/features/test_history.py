@@ -1,0 +1,88 @@
+"""The engine's array primitives against plain sorted computations, and how it keys customers."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from features.build import build_features
+from features.history import NEVER, gaps, segment_max
+
+
+def _gaps_by_sorting(key, t, since):
+    """The longest gap between consecutive points and the latest point, by sorting each customer."""
+    longest, latest = np.zeros(len(since), dtype=np.int64), since.copy()
+    for k in range(len(since)):
+        points = np.sort(np.r_[since[k], t[key == k]])
+        longest[k] = np.diff(points).max() if len(points) > 1 else 0
+        latest[k] = points[-1]
+    return longest, latest
+
+
+customers_and_events = st.integers(1, 5).flatmap(lambda n: st.tuples(
+    st.lists(st.integers(0, 10 ** 15), min_size=n, max_size=n),  # since, in microseconds: up to 30 years
+    st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, 10 ** 15), st.booleans()), max_size=40)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(customers_and_events)
+def test_gaps_without_sorting_equal_gaps_after_sorting(data):
+    """The bucket argument is exact: ties, one event, events on ``since``, spans of decades."""
+    since, events = data
+    since = np.array(since, dtype=np.int64)
+    key = np.array([k for k, _d, _tie in events], dtype=np.int64)
+    # an event at `since` itself, or a later one (offsets drawn on a log-like scale)
+    t = np.array([since[k] + (0 if tie else d // (10 ** (d % 13))) for k, d, tie in events], dtype=np.int64)
+    got = gaps(key, t, since.copy())
+    expected = _gaps_by_sorting(key, t, since)
+    assert np.array_equal(got[0], expected[0]) and np.array_equal(got[1], expected[1])
+
+
+def test_gaps_of_a_customer_without_events_is_zero_and_latest_is_since():
+    longest, latest = gaps(np.array([1], dtype=np.int64), np.array([50], dtype=np.int64), np.array([7, 10], dtype=np.int64))
+    assert longest.tolist() == [0, 40] and latest.tolist() == [7, 50]
+    longest, latest = gaps(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.array([NEVER], dtype=np.int64))
+    assert longest.tolist() == [0] and latest.tolist() == [NEVER]
+
+
+def test_segment_max_ignores_missing_values_and_empty_slices():
+    values = np.array([1.0, np.nan, 5.0, 2.0, np.nan, np.nan])  # the last NaN is the spare element
+    got = segment_max(values, np.array([0, 2, 4, 5]), np.array([2, 4, 5, 5]))
+    assert got[0] == 1.0 and got[1] == 5.0 and np.isnan(got[2]) and np.isnan(got[3])
+
+
+def _ts(*values):
+    return pd.to_datetime(list(values)).astype("datetime64[us]")
+
+
+def test_an_order_from_a_customer_missing_in_customers_still_counts():
+    """Unvalidated frames: a customer known only from orders is keyed too (attributes missing)."""
+    tables = {
+        "orders": pd.DataFrame({"order_id": ["1", "2", "3"], "customer_id": ["a", "z", "z"],
+                                "ordered_at": _ts("2024-01-05", "2024-01-10", "2024-02-01"), "amount": [1.0, 2.0, 3.0]}),
+        "customers": pd.DataFrame({"customer_id": ["a"], "created_at": _ts("2024-01-01"), "segment": ["smb"]}),
+        "interactions": pd.DataFrame({"customer_id": ["z"], "occurred_at": _ts("2024-02-10"), "channel": ["call"],
+                                      "direction": ["outbound"]}),
+    }
+    f = build_features(tables, [pd.Timestamp("2024-03-01")]).set_index("customer_id")
+    assert list(f.index) == ["a", "z"]
+    assert f.loc["z", "orders_total"] == 2 and f.loc["z", "outbound_total"] == 1 and f.loc["z", "amount_total"] == 5.0
+    assert f.loc["a", "segment"] == "smb" and pd.isna(f.loc["z", "segment"])
+
+
+def test_a_given_population_with_an_unknown_customer_is_refused():
+    orders = pd.DataFrame({"order_id": ["1"], "customer_id": ["a"], "ordered_at": _ts("2024-01-05"), "amount": [1.0]})
+    population = pd.DataFrame({"customer_id": ["a", "nobody"], "cutoff": _ts("2024-02-01", "2024-02-01")})
+    with pytest.raises(ValueError, match="1 customer_ids that are in neither customers nor orders"):
+        build_features({"orders": orders}, [], population=population)
+
+
+def test_gaps_over_centuries_take_the_sorting_path_and_agree():
+    rng = np.random.default_rng(5)
+    since = np.array([0, 10 ** 17], dtype=np.int64)  # about 3,000 years in microseconds
+    key = rng.integers(0, 2, 200)
+    t = since[key] + rng.integers(0, 10 ** 17, 200)
+    got, expected = gaps(key, t, since.copy()), _gaps_by_sorting(key, t, since)
+    assert np.array_equal(got[0], expected[0]) and np.array_equal(got[1], expected[1])
