@@ -242,7 +242,10 @@ class History:
         for con in (self.con, self.reader):
             con.execute("SET TimeZone = 'UTC'")
             con.execute("SET preserve_insertion_order = false")
-            con.execute("SET enable_progress_bar = false")
+            try:  # no progress bar on the terminal (in Jupyter DuckDB refuses the setting without ipywidgets)
+                con.execute("SET enable_progress_bar = false")
+            except duckdb.InvalidInputException:
+                pass
         self.columns: dict[str, list[str]] = {}
         try:
             for name, source in tables.items():
