@@ -438,26 +438,33 @@ class History:
             name = col if col in STATIC_ATTRIBUTES else f"attr_{safe_name(col)}"
             quoted = '"' + col.replace('"', '""') + '"'
             if dtype in ("BOOLEAN", "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "FLOAT", "DOUBLE") or dtype.startswith("DECIMAL"):
-                cols[name] = (f"CAST(c.{quoted} AS DOUBLE)", True)
+                cols[name] = (f"CAST(c.{quoted} AS DOUBLE)", None)
             elif not dtype.startswith(("TIMESTAMP", "DATE")):
                 text[name] = quoted
-        if text:  # text columns with few enough values to be categories
-            levels = con.execute("SELECT " + ", ".join(f"count(DISTINCT {q})" for q in text.values()) + " FROM customers").fetchall()[0]
-            for (name, quoted), n in zip(text.items(), levels):
-                if n <= MAX_ATTRIBUTE_LEVELS:
-                    cols[name] = (f"CAST(c.{quoted} AS VARCHAR)", False)
+        if text:  # text columns with few enough values to be categories: coded by DuckDB
+            found = con.execute("SELECT " + ", ".join(
+                f"count(DISTINCT {q}), CASE WHEN count(DISTINCT {q}) <= {MAX_ATTRIBUTE_LEVELS} THEN list(DISTINCT CAST({q} AS VARCHAR)) END"
+                for q in text.values()) + " FROM customers").fetchall()[0]
+            for i, (name, quoted) in enumerate(text.items()):
+                levels = found[2 * i + 1]
+                if levels is not None:
+                    values = "[" + ", ".join(_quote(v) for v in levels) + "]::VARCHAR[]"
+                    cols[name] = (f"CAST(coalesce(list_position({values}, CAST(c.{quoted} AS VARCHAR)), 0) - 1 AS SMALLINT)",
+                                  [str(v) for v in levels])
         if not cols:
             return {}
-        select = ", ".join(f'{expr} AS "{name}"' for name, (expr, _n) in cols.items())
+        select = ", ".join(f'{expr} AS "{name}"' for name, (expr, _levels) in cols.items())
         # one row per key, in key order (customers only known from orders get missing attributes)
-        table = con.sql(f"""SELECT {select} FROM ids d LEFT JOIN (SELECT DISTINCT ON (customer_id) * FROM customers) c
-                                ON c.customer_id = d.id ORDER BY d.k""").to_arrow_table()
+        rows = f"SELECT {select} FROM ids d LEFT JOIN {{customers}} c ON c.customer_id = d.id ORDER BY d.k"
+        r = self._fetch(rows.format(customers="customers"))
+        if len(next(iter(r.values()))) != self.customers:  # a repeated customer_id (unvalidated): its first row
+            r = self._fetch(rows.format(customers="(SELECT DISTINCT ON (customer_id) * FROM customers)"))
         out = {}
-        for name, (_expr, numeric) in cols.items():
-            column = table.column(name)
-            if numeric:
-                out[name] = (column.to_numpy(zero_copy_only=False).astype("float64"), None)
+        for name, (_expr, levels) in cols.items():
+            values = r[name]
+            if levels is None:  # numbers, missing = NaN
+                out[name] = (np.ma.filled(values.astype("float64"), np.nan) if np.ma.isMaskedArray(values)
+                             else np.asarray(values, dtype="float64"), None)
             else:
-                values = pd.Categorical(column.to_pandas())
-                out[name] = (np.asarray(values.codes, dtype=np.int32), [str(v) for v in values.categories])
+                out[name] = (np.asarray(values, dtype=np.int32), levels)
         return out

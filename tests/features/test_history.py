@@ -86,3 +86,22 @@ def test_gaps_over_centuries_take_the_sorting_path_and_agree():
     t = since[key] + rng.integers(0, 10 ** 17, 200)
     got, expected = gaps(key, t, since.copy()), _gaps_by_sorting(key, t, since)
     assert np.array_equal(got[0], expected[0]) and np.array_equal(got[1], expected[1])
+
+
+def test_customer_attributes_numbers_flags_and_few_valued_text():
+    """Numbers and flags become numbers (missing = NaN); text with at most 50 values becomes a
+    category; text with more values (free notes) and timestamps are left out."""
+    n = 60
+    ids = [f"c{i:02d}" for i in range(n)]
+    customers = pd.DataFrame({
+        "customer_id": ids, "created_at": _ts(*["2024-01-01"] * n), "segment": ["smb", "enterprise", None] * 20,
+        "employees": [float(i) if i % 7 else np.nan for i in range(n)], "vip": [i % 2 == 0 for i in range(n)],
+        "notes": [f"note {i}" for i in range(n)], "renewal_at": _ts(*["2025-01-01"] * n)})
+    orders = pd.DataFrame({"order_id": [f"o{i}" for i in range(n)], "customer_id": ids,
+                           "ordered_at": _ts(*["2024-01-05"] * n), "amount": [1.0] * n})
+    f = build_features({"orders": orders, "customers": customers}, [pd.Timestamp("2024-02-01")]).set_index("customer_id")
+    assert "attr_notes" not in f and "attr_renewal_at" not in f
+    assert list(f["segment"].cat.categories) == ["enterprise", "smb"]
+    assert f.loc["c00", "segment"] == "smb" and f.loc["c01", "segment"] == "enterprise" and pd.isna(f.loc["c02", "segment"])
+    assert f.loc["c03", "attr_employees"] == 3.0 and np.isnan(f.loc["c07", "attr_employees"])
+    assert f.loc["c00", "attr_vip"] == 1.0 and f.loc["c01", "attr_vip"] == 0.0
