@@ -103,8 +103,14 @@ class _Prepared:
         self.ref = h.last_cutoff
         w = config.bank
         self.order_bank = w.order * self._decay(o.t)
-        h.wait()  # the other tables were read meanwhile
+        self._others = False
 
+    def others(self) -> _Prepared:
+        """Prepare the NPS answers and complaints, once they are read (``History.wait``)."""
+        if self._others:
+            return self
+        h, w = self.h.wait(), self.config.bank
+        self._others = True
         if "nps" in h.has:
             a = h.nps
             # answers at one timestamp form one step (rows sorted by score: the lowest counts);
@@ -124,6 +130,7 @@ class _Prepared:
             resolved = x.cols["resolved"]
             self.complaint_bank = w.complaint * self._decay(x.t)
             self.resolved_bank = np.where(resolved < self.ref, w.resolved_complaint * self._decay(np.minimum(resolved, self.ref)), 0.0)
+        return self
 
     def _decay(self, t: np.ndarray) -> np.ndarray:
         age = np.maximum(_days(self.ref, t), 0.0)  # events after the last cutoff are never read
@@ -263,6 +270,7 @@ class _Touches:
         self.recent: list[Events] = []
         self.at: int | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="silence")
+        self._windows = None
         # channels with their own features: each name's raw values (several raw values may clean to one name)
         self.channel_names = list(channels)
         self.code = np.full(len(h.channel_values) + 1, -1, dtype=np.int16)  # last slot: a missing channel (-1)
@@ -287,17 +295,20 @@ class _Touches:
         if later:  # read the next span while this one is folded in and the features computed
             h.prefetch(*self._span(later[0], c))
         key, t, slot = span.key, span.t, span.cols["slot"]
-        # the silence restarts at a new order; otherwise it goes on from the latest point
-        # (in a second thread: NumPy releases the GIL, and the two parts share no arrays)
+        # the silence restarts at a new order; otherwise it goes on from the latest point.
+        # It and the windows are computed in a second thread (NumPy releases the GIL; the two
+        # threads write no array that the other reads)
         restarted = last_order != self.since
         start = np.where(restarted, last_order, self.point)
         followed = np.ones(h.customers, dtype=bool)
         if clients is not None:
             followed[:] = False
             followed[clients] = True
-        since_order = t >= np.where(followed, last_order, NEVER)[key]
-        silence = self._pool.submit(gaps, key[since_order], t[since_order], start)
-        del since_order
+        silence = self._pool.submit(self._silence, span, np.where(followed, last_order, NEVER), start)
+        if self._windows is not None:
+            self._windows.result()  # the previous cutoff's windows (they trim self.recent)
+        self.recent.append(span)
+        self._windows = self._pool.submit(self._window_counts, c)
         self.count += np.bincount(slot, minlength=len(self.count))
         np.maximum.at(self.latest, slot, t)
         # outbound touches: the first at or after the first order, those in the first 100 days
@@ -314,11 +325,36 @@ class _Touches:
         self.point = np.where(followed, point, self.point)
         self.silence = np.where(followed, np.maximum(np.where(restarted, 0, self.silence), longest), self.silence)
         self.since = np.where(followed, last_order, self.since)
-        # keep the events that the windows of this and later cutoffs can see
-        low = c - max(*INTERACTION_WINDOWS, CHANNEL_WINDOW) * DAY
-        self.recent = [e if e.latest < low or e.t.min() >= low else e.where(e.t >= low) for e in self.recent
-                       if e.latest >= low] + [span]
         self.at = c
+
+    @staticmethod
+    def _silence(span: Events, since: np.ndarray, start: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The longest gap and the latest point among ``start`` and the span's interactions
+        at or after ``since`` (the last order; NEVER for a customer not followed)."""
+        after = span.t >= since[span.key]
+        return gaps(span.key[after], span.t[after], start)
+
+    def _window_counts(self, c: int) -> tuple[dict[int, np.ndarray], np.ndarray, np.ndarray]:
+        """Touches by slot in each window before ``c``, and per channel the count and latest
+        time in its window; drops the kept events that no later window can see."""
+        n, m = self.h.customers, len(self.channel_names)
+        widest = max(*INTERACTION_WINDOWS, CHANNEL_WINDOW)
+        low = c - widest * DAY
+        self.recent = [e if e.t.min() >= low else e.where(e.t >= low) for e in self.recent if e.latest >= low]
+        window = {w: np.zeros(2 * n, dtype=np.int64) for w in INTERACTION_WINDOWS}
+        by_channel = np.zeros(n * m, dtype=np.int64)
+        last = np.full(n * m, PAST, dtype=np.int64)
+        for e in self.recent:  # the events of the widest window before c
+            t, slot = e.t, e.cols["slot"]
+            for w in INTERACTION_WINDOWS:
+                window[w] += np.bincount(slot if w == widest else slot[t >= c - w * DAY], minlength=2 * n)
+            if m:
+                code = self.code[e.cols["channel"]]
+                known = np.flatnonzero((code >= 0) if CHANNEL_WINDOW == widest else (code >= 0) & (t >= c - CHANNEL_WINDOW * DAY))
+                slot = e.key[known] * m + code[known]
+                by_channel += np.bincount(slot, minlength=n * m)
+                np.maximum.at(last, slot, t[known])
+        return window, by_channel, last
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -346,28 +382,14 @@ class _Touches:
         cols["days_since_last_outbound"] = _where(count[:, 1] > 0, _days(c, last_out))
         cols["days_since_last_inbound"] = _where(count[:, 0] > 0, _days(c, last_in))
         cols["days_since_last_contact"] = _where(count.sum(axis=1) > 0, _days(c, np.maximum(last_out, last_in)))
-        window = {w: np.zeros(2 * n, dtype=np.int64) for w in INTERACTION_WINDOWS}
-        m = len(self.channel_names)
-        by_channel = np.zeros(n * m, dtype=np.int64)
-        last = np.full(n * m, PAST, dtype=np.int64)
-        widest = max(*INTERACTION_WINDOWS, CHANNEL_WINDOW)
-        for e in self.recent:  # the events of the last 90 days (and of the current span)
-            inside = np.flatnonzero(e.t >= c - widest * DAY)
-            t, slot = e.t[inside], e.cols["slot"][inside]
-            for w in INTERACTION_WINDOWS:
-                window[w] += np.bincount(slot if w == widest else slot[t >= c - w * DAY], minlength=2 * n)
-            if m:
-                code = self.code[e.cols["channel"][inside]]
-                known = (code >= 0) if CHANNEL_WINDOW == widest else (code >= 0) & (t >= c - CHANNEL_WINDOW * DAY)
-                slot = e.key[inside[known]] * m + code[known]
-                by_channel += np.bincount(slot, minlength=n * m)
-                np.maximum.at(last, slot, t[known])
+        window, by_channel, last = self._windows.result()
         for w in INTERACTION_WINDOWS:
             counts = window[w].reshape(n, 2)[keys]
             cols[f"outbound_{w}d"] = counts[:, 1].astype("float64")
             cols[f"inbound_{w}d"] = counts[:, 0].astype("float64")
         cols["outbound_total"] = count[:, 1].astype("float64")
         cols["inbound_total"] = count[:, 0].astype("float64")
+        m = len(self.channel_names)
         by_channel, last = by_channel.reshape(n, m)[keys], last.reshape(n, m)[keys]
         for j, name in enumerate(self.channel_names):
             # per channel: events in [c - 90 days, c) and the latest of them
@@ -539,7 +561,6 @@ def build_features(tables: Mapping[str, Source], cutoffs: Iterable[pd.Timestamp]
             wanted = population.assign(k=h.keys_of(population["customer_id"])).drop_duplicates(["k", "cutoff"])
         if "interactions" in h.has:
             channels = list(channels) if channels is not None else _channels(h, config)
-        attributes = h.attributes()
         touches = _Touches(prepared, channels, [micros(c) for c in cutoffs]) if "interactions" in h.has else None
         columns: dict[str, list] = {}
         for cutoff in _progress(cutoffs, progress):
@@ -548,12 +569,12 @@ def build_features(tables: Mapping[str, Source], cutoffs: Iterable[pd.Timestamp]
                 keys = np.sort(wanted.loc[wanted["cutoff"] == np.datetime64(cutoff, "us"), "k"].to_numpy())
             else:
                 keys = _population(h, c, config.active_window_days)
-            part = _features_at(prepared, touches, c, keys, attributes, clients=wanted is None)
+            part = _features_at(prepared, touches, c, keys, clients=wanted is None)
             if label_horizon_days is not None:
                 part["label"] = _labels(h, c, keys, label_horizon_days)
             for name, values in part.items():
                 columns.setdefault(name, []).append(values)
-        ids = h.ids
+        ids, attributes = h.ids, h.attributes()
     finally:
         if touches is not None:
             touches.close()
@@ -561,8 +582,7 @@ def build_features(tables: Mapping[str, Source], cutoffs: Iterable[pd.Timestamp]
     return _finish(columns, ids, config, attributes)
 
 
-def _features_at(p: _Prepared, touches: _Touches | None, c: int, keys: np.ndarray, attributes: dict,
-                 clients: bool = True) -> dict:
+def _features_at(p: _Prepared, touches: _Touches | None, c: int, keys: np.ndarray, clients: bool = True) -> dict:
     """Every column at one cutoff: numbers as float64, categories as (codes, levels). The
     cutoffs come in increasing order (``touches`` advances from one to the next);
     ``clients``: ``keys`` are the population at each cutoff (not a population given)."""
@@ -570,6 +590,7 @@ def _features_at(p: _Prepared, touches: _Touches | None, c: int, keys: np.ndarra
     at = _Cutoff(p, c, keys)
     cols: dict = {"key": keys, "cutoff": np.full(len(keys), c, dtype=np.int64)}
     cols.update(at.purchases())
+    p.others()  # the orders' features were computed while the other tables were read
     promoter = np.zeros(len(keys), dtype=bool)
     if "nps" in h.has:
         nps, category = at.nps()
@@ -591,7 +612,7 @@ def _features_at(p: _Prepared, touches: _Touches | None, c: int, keys: np.ndarra
         cols.update(touches.features(at))
     if h.has & {"interactions", "nps", "complaints"}:
         cols["bank_balance"] = at.bank(open_days, touches)
-    for name, (values, levels) in attributes.items():
+    for name, (values, levels) in h.attributes().items():
         cols[name] = values[keys] if levels is None else (values[keys], levels)
     return cols
 

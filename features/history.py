@@ -337,14 +337,20 @@ class History:
         self.orders = Runs(r["k"], r["t"], n, dict(amount=np.asarray(r["amount"], dtype=float),
                                                    returned=np.asarray(r["returned"], dtype=bool)))
         del r
+        # the first cancellation of each customer (the population reads it)
+        self.first_cancel = np.full(n, NEVER, dtype=np.int64)
+        if "cancellations" in self.has:
+            r = self._fetch("""SELECT d.k, epoch_us(min(x.t)) AS t FROM cancellations x JOIN ids d ON d.id = x.customer_id
+                               WHERE x.t IS NOT NULL GROUP BY d.k""")
+            self.first_cancel[np.asarray(r["k"], dtype=np.int64)] = r["t"]
         # the other tables are read in the background on the main connection, while the
         # caller prepares the orders (see ``wait``)
         self._main_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tables")
         self._rest = self._main_pool.submit(self._read_rest, c)
 
     def wait(self) -> History:
-        """Wait until the NPS answers, complaints, cancellations and customer attributes are
-        read (``nps``, ``complaints``, ``first_cancel``, ``attributes()``); the main connection
+        """Wait until the NPS answers, complaints and customer attributes are read (``nps``,
+        ``complaints``, ``attributes()``); the main connection
         is free again afterwards."""
         if self._rest is not None:
             rest, self._rest = self._rest, None
@@ -367,11 +373,6 @@ class History:
             self.complaints = Runs(r["k"], r["t"], n, dict(resolved=np.asarray(r["resolved"], dtype=np.int64),
                                                            severity=np.asarray(severity.codes, dtype=np.int16),
                                                            public=np.asarray(r["public"], dtype=bool)))
-        self.first_cancel = np.full(n, NEVER, dtype=np.int64)
-        if "cancellations" in self.has:
-            r = self._fetch("""SELECT d.k, epoch_us(min(x.t)) AS t FROM cancellations x JOIN ids d ON d.id = x.customer_id
-                               WHERE x.t IS NOT NULL GROUP BY d.k""")
-            self.first_cancel[np.asarray(r["k"], dtype=np.int64)] = r["t"]
         self._attributes = self._read_attributes()
 
     def prefetch(self, low: pd.Timestamp | None, high: pd.Timestamp) -> None:
