@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import minimize
-from scipy.special import betaln, gammaln, hyp2f1
+from scipy.special import betaln, digamma, gammaln, hyp2f1
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,28 @@ def _log_likelihood(log_params: np.ndarray, x, t_x, T, weight=1.0) -> float:
     with np.errstate(divide="ignore", invalid="ignore"):
         a2 = np.where(x > 0, betaln(a + 1, b + np.maximum(x, 1) - 1) - betaln(a, b) - (r + x) * np.log(alpha + t_x), -np.inf)
     return float(np.sum(weight * (common + np.logaddexp(a1, a2))))
+
+
+def _log_likelihood_and_gradient(log_params: np.ndarray, x, t_x, T, weight) -> tuple[float, np.ndarray]:
+    """The BG/NBD log-likelihood and its gradient in the log-parameters (so the optimiser
+    needs one evaluation per step, not five finite differences)."""
+    r, alpha, a, b = np.exp(log_params)
+    bought = x > 0
+    xb = np.maximum(x, 1)
+    log_a1 = betaln(a, b + x) - betaln(a, b) - (r + x) * np.log(alpha + T)
+    log_a2 = np.where(bought, betaln(a + 1, b + xb - 1) - betaln(a, b) - (r + x) * np.log(alpha + t_x), -np.inf)
+    top = np.maximum(log_a1, log_a2)
+    e1, e2 = np.exp(log_a1 - top), np.exp(log_a2 - top)  # A1, A2 scaled by the larger
+    share1, share2 = e1 / (e1 + e2), e2 / (e1 + e2)
+    ll = gammaln(r + x) - gammaln(r) + r * np.log(alpha) + top + np.log(e1 + e2)
+    psi_ab, psi_abx = digamma(a + b), digamma(a + b + x)
+    d_r = digamma(r + x) - digamma(r) + np.log(alpha) - share1 * np.log(alpha + T) - share2 * np.log(alpha + t_x)
+    d_alpha = r / alpha - share1 * (r + x) / (alpha + T) - share2 * (r + x) / (alpha + t_x)
+    d_a = share1 * (psi_ab - psi_abx) + share2 * (digamma(a + 1) - digamma(a) + psi_ab - psi_abx)
+    d_b = (share1 * (digamma(b + x) - digamma(b) + psi_ab - psi_abx)
+           + share2 * np.where(bought, digamma(b + xb - 1) - digamma(b) + psi_ab - psi_abx, 0.0))
+    grad = np.array([np.sum(weight * d) for d in (d_r, d_alpha, d_a, d_b)]) * np.array([r, alpha, a, b])
+    return float(np.sum(weight * ll)), grad
 
 
 def _fitting_sample(x, t_x, T, sample: int | None, seed: int, model: str):
@@ -57,7 +79,11 @@ def fit_bgnbd(x, t_x, T, *, sample: int | None = 50_000, seed: int = 0) -> BgNbd
     """Maximum-likelihood BG/NBD parameters from (x, t_x, T) arrays (weeks)."""
     x, t_x, T, w = _fitting_sample(x, t_x, T, sample, seed, "BG/NBD")
     n, mean_T = w.sum(), float(np.average(T, weights=w))
-    result = minimize(lambda p: -_log_likelihood(p, x, t_x, T, w) / n, x0=np.log([0.5, max(mean_T, 1.0), 1.0, 2.0]),
+    def objective(p):
+        ll, grad = _log_likelihood_and_gradient(p, x, t_x, T, w)
+        return -ll / n, -grad / n
+
+    result = minimize(objective, x0=np.log([0.5, max(mean_T, 1.0), 1.0, 2.0]), jac=True,
                       method="L-BFGS-B", bounds=[(-8, 6), (-8, 10), (-8, 6), (-8, 8)])
     r, alpha, a, b = np.exp(result.x)
     return BgNbdParams(r=float(r), alpha=float(alpha), a=float(a), b=float(b))

@@ -105,3 +105,22 @@ def test_customer_attributes_numbers_flags_and_few_valued_text():
     assert f.loc["c00", "segment"] == "smb" and f.loc["c01", "segment"] == "enterprise" and pd.isna(f.loc["c02", "segment"])
     assert f.loc["c03", "attr_employees"] == 3.0 and np.isnan(f.loc["c07", "attr_employees"])
     assert f.loc["c00", "attr_vip"] == 1.0 and f.loc["c01", "attr_vip"] == 0.0
+
+
+def test_bgnbd_gradient_matches_finite_differences():
+    """The BG/NBD fit uses the analytic gradient of its log-likelihood: checked numerically."""
+    from scipy.optimize import approx_fprime
+
+    from features import btyd
+
+    rng = np.random.default_rng(2)
+    n = 2000
+    T = rng.uniform(1, 100, n)
+    x = np.floor(rng.exponential(3, n))
+    t_x = np.where(x > 0, T * rng.uniform(0, 1, n), 0.0)
+    weight = rng.integers(1, 4, n).astype(float)
+    for point in (np.log([0.3, 5.0, 0.8, 2.5]), np.log([2.0, 0.5, 3.0, 10.0]), np.array([-2.0, 1.0, 4.0, 5.0])):
+        value, gradient = btyd._log_likelihood_and_gradient(point, x, t_x, T, weight)
+        assert value == pytest.approx(btyd._log_likelihood(point, x, t_x, T, weight), rel=1e-12)
+        numeric = approx_fprime(point, lambda p: btyd._log_likelihood(p, x, t_x, T, weight), 1e-7)
+        assert gradient == pytest.approx(numeric, rel=1e-4, abs=1e-3)
