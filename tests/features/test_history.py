@@ -124,3 +124,21 @@ def test_bgnbd_gradient_matches_finite_differences():
         assert value == pytest.approx(btyd._log_likelihood(point, x, t_x, T, weight), rel=1e-12)
         numeric = approx_fprime(point, lambda p: btyd._log_likelihood(p, x, t_x, T, weight), 1e-7)
         assert gradient == pytest.approx(numeric, rel=1e-4, abs=1e-3)
+
+
+def test_empty_event_tables_give_features_without_errors():
+    """Tables present but empty (a new business, or an extract with no complaints yet)."""
+    orders = pd.DataFrame({"order_id": ["1", "2"], "customer_id": ["a", "a"], "ordered_at": _ts("2024-01-05", "2024-02-05"),
+                           "amount": [1.0, 2.0]})
+    empty = {
+        "interactions": pd.DataFrame({"customer_id": pd.Series(dtype="str"), "occurred_at": _ts(),
+                                      "channel": pd.Series(dtype="str"), "direction": pd.Series(dtype="str")}),
+        "nps": pd.DataFrame({"customer_id": pd.Series(dtype="str"), "answered_at": _ts(), "score": pd.Series(dtype="int64")}),
+        "complaints": pd.DataFrame({"complaint_id": pd.Series(dtype="str"), "customer_id": pd.Series(dtype="str"),
+                                    "opened_at": _ts(), "resolved_at": _ts()}),
+    }
+    f = build_features({"orders": orders, **empty}, [pd.Timestamp("2024-03-01"), pd.Timestamp("2024-04-01")])
+    assert len(f) == 2 and (f["orders_total"] == 2).all()
+    assert (f["outbound_total"] == 0).all() and f["days_since_last_contact"].isna().all()
+    assert (f["longest_silence_days"] == [25.0, 56.0]).all()  # from the last order (02-05) to each cutoff
+    assert (f["nps_never_answered"] == 1).all() and (f["complaints_total"] == 0).all()
