@@ -269,7 +269,7 @@ class _Touches:
         self.silence = np.zeros(n, dtype=np.int64)  # the longest gap between those points (microseconds)
         self.recent: list[Events] = []
         self.at: int | None = None
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="silence")
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="touches")
         self._windows = None
         # channels with their own features: each name's raw values (several raw values may clean to one name)
         self.channel_names = list(channels)
@@ -296,8 +296,8 @@ class _Touches:
             h.prefetch(*self._span(later[0], c))
         key, t, slot = span.key, span.t, span.cols["slot"]
         # the silence restarts at a new order; otherwise it goes on from the latest point.
-        # It and the windows are computed in a second thread (NumPy releases the GIL; the two
-        # threads write no array that the other reads)
+        # It and the windows are computed in two worker threads (NumPy releases the GIL; no
+        # thread writes an array that another reads)
         restarted = last_order != self.since
         start = np.where(restarted, last_order, self.point)
         followed = np.ones(h.customers, dtype=bool)
