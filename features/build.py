@@ -248,6 +248,14 @@ class _Cutoff:
         return total[self.keys] * carried - p.config.bank.open_complaint_day * open_days
 
 
+BLOCK = 1 << 21  # rows of interactions processed at a time (bounds the temporary arrays)
+
+
+def _blocks(n: int):
+    """Slices covering ``range(n)`` in blocks of ``BLOCK`` rows (views: no copies)."""
+    return [slice(i, min(i + BLOCK, n)) for i in range(0, n, BLOCK)]
+
+
 class _Touches:
     """The interactions, read span by span (the events between two cutoffs, once each), folded
     into a small per-customer state: touches and the latest touch each way, the company's
@@ -269,7 +277,7 @@ class _Touches:
         self.silence = np.zeros(n, dtype=np.int64)  # the longest gap between those points (microseconds)
         self.recent: list[Events] = []
         self.at: int | None = None
-        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="touches")
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="touches")
         self._windows = None
         # channels with their own features: each name's raw values (several raw values may clean to one name)
         self.channel_names = list(channels)
@@ -296,8 +304,8 @@ class _Touches:
             h.prefetch(*self._span(later[0], c))
         key, t, slot = span.key, span.t, span.cols["slot"]
         # the silence restarts at a new order; otherwise it goes on from the latest point.
-        # It and the windows are computed in two worker threads (NumPy releases the GIL; no
-        # thread writes an array that another reads)
+        # It and the windows are computed in a worker thread (NumPy releases the GIL; neither
+        # thread writes an array that the other reads)
         restarted = last_order != self.since
         start = np.where(restarted, last_order, self.point)
         followed = np.ones(h.customers, dtype=bool)
@@ -309,18 +317,19 @@ class _Touches:
             self._windows.result()  # the previous cutoff's windows (they trim self.recent)
         self.recent.append(span)
         self._windows = self._pool.submit(self._window_counts, c)
-        self.count += np.bincount(slot, minlength=len(self.count))
-        np.maximum.at(self.latest, slot, t)
-        # outbound touches: the first at or after the first order, those in the first 100 days
-        # (fixed per customer: read only once those days are in the past), the bank's deposits
-        out = span.cols["outbound"]
-        out_key, out_t = key[out], t[out]
-        first = p.first_order[out_key]
-        after_first = out_t >= first
-        np.minimum.at(self.first_out, out_key[after_first], out_t[after_first])
-        self.out_first_days += np.bincount(out_key[after_first & (out_t < first + FIRST_DAYS * DAY)], minlength=h.customers)
-        self.deposits += np.bincount(out_key, weights=p.config.bank.outbound_touch * p._decay(out_t), minlength=h.customers)
-        del out, out_key, out_t, first, after_first
+        for rows in _blocks(len(span)):  # in blocks: small temporaries whatever the span's size
+            self.count += np.bincount(slot[rows], minlength=len(self.count))
+            np.maximum.at(self.latest, slot[rows], t[rows])
+            # outbound touches: the first at or after the first order, those in the first 100
+            # days (fixed per customer: read only once those days are in the past), the bank's deposits
+            out = span.cols["outbound"][rows]
+            out_key, out_t = key[rows][out], t[rows][out]
+            first = p.first_order[out_key]
+            after_first = out_t >= first
+            np.minimum.at(self.first_out, out_key[after_first], out_t[after_first])
+            self.out_first_days += np.bincount(out_key[after_first & (out_t < first + FIRST_DAYS * DAY)], minlength=h.customers)
+            self.deposits += np.bincount(out_key, weights=p.config.bank.outbound_touch * p._decay(out_t), minlength=h.customers)
+            del out, out_key, out_t, first, after_first
         longest, point = silence.result()
         self.point = np.where(followed, point, self.point)
         self.silence = np.where(followed, np.maximum(np.where(restarted, 0, self.silence), longest), self.silence)
@@ -331,8 +340,13 @@ class _Touches:
     def _silence(span: Events, since: np.ndarray, start: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The longest gap and the latest point among ``start`` and the span's interactions
         at or after ``since`` (the last order; NEVER for a customer not followed)."""
-        after = span.t >= since[span.key]
-        return gaps(span.key[after], span.t[after], start)
+        keys, times = [], []
+        for rows in _blocks(len(span)):
+            key, t = span.key[rows], span.t[rows]
+            after = t >= since[key]
+            keys.append(key[after])
+            times.append(t[after])
+        return gaps(np.concatenate(keys) if keys else span.key, np.concatenate(times) if times else span.t, start)
 
     def _window_counts(self, c: int) -> tuple[dict[int, np.ndarray], np.ndarray, np.ndarray]:
         """Touches by slot in each window before ``c``, and per channel the count and latest

@@ -89,3 +89,16 @@ def test_training_set_is_the_labels_joined_to_the_features(sim, contractual):
     together = build_training_set(tables, cutoffs, horizon_days=90)
     pd.testing.assert_frame_equal(together, joined)
     assert together["label"].between(0, 1).all() and 0 < together["label"].mean() < 1
+
+
+def test_interactions_folded_in_small_blocks_give_the_same_features(sim, monkeypatch):
+    """The engine folds a span of interactions block by block (to bound its temporary
+    arrays): blocks of 1,000 rows give the features of one block per span."""
+    import features.build as engine
+
+    tables = {k: v for k, v in sim.items() if k != "truth"}
+    cutoffs = labelled_cutoffs(tables, 90)[-3:]
+    whole = build_features(tables, cutoffs)
+    monkeypatch.setattr(engine, "BLOCK", 1000)
+    assert len(tables["interactions"]) > 10 * engine.BLOCK
+    pd.testing.assert_frame_equal(build_features(tables, cutoffs), whole, check_exact=False, rtol=1e-12, atol=1e-12)
