@@ -6,7 +6,7 @@ reading and validating the tables into pandas, the features at one cutoff and a 
 training set (labels + features) read by DuckDB straight from the Parquet files, with the
 BG/NBD fits timed separately. Prints a markdown table for benchmarks/README.md.
 
-    .venv/bin/python benchmarks/bench_features.py [--customers 1000000]
+    .venv/bin/python benchmarks/bench_features.py [--customers 1000000] [--repeat 5]
 """
 from __future__ import annotations
 
@@ -85,6 +85,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="run each phase this many times (each in its own process): the table shows the median "
+                             "and, with --repeat > 1, the range (a shared 2-core box varies by 10-20%% between runs)")
     parser.add_argument("--phase", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -103,28 +106,49 @@ def main() -> None:
         print(f"simulated {args.customers:,} customers, {events:,} events in {t_sim:.0f} s "
               f"(+{time.perf_counter() - t0 - t_sim:.0f} s to write), peak {_mem()['peak_rss_gb']:.1f} GB", flush=True)
         del tables
-    results = {}
-    for name in ("scan", "load", "one_cutoff", "twelve_cutoffs"):
-        out = subprocess.run([sys.executable, __file__, "--phase", name, "--data", str(data), "--customers", str(args.customers)],
-                             capture_output=True, text=True, check=True)
-        results[name] = json.loads(out.stdout.strip().splitlines()[-1])
-        print(json.dumps(results[name]), flush=True)
+    runs: dict[str, list[dict]] = {}
+    for _ in range(max(args.repeat, 1)):  # interleaved, so a slow spell of the box hits every phase
+        for name in ("scan", "load", "one_cutoff", "twelve_cutoffs"):
+            out = subprocess.run([sys.executable, __file__, "--phase", name, "--data", str(data), "--customers", str(args.customers)],
+                                 capture_output=True, text=True, check=True)
+            runs.setdefault(name, []).append(json.loads(out.stdout.strip().splitlines()[-1]))
+            print(json.dumps(runs[name][-1]), flush=True)
+    for name in ("one_cutoff", "twelve_cutoffs"):  # the features without the BG/NBD fits
+        for r in runs[name]:
+            r["features_seconds"] = r["seconds"] - r["btyd_seconds"]
+    results = {name: {key: _median([r[key] for r in rs]) if isinstance(rs[0][key], float) else rs[0][key] for key in rs[0]}
+               for name, rs in runs.items()}
+    spread = {name: {key: (min(r[key] for r in rs), max(r[key] for r in rs)) for key in ("seconds", "features_seconds",
+              "btyd_seconds", "peak_rss_gb") if key in rs[0]} for name, rs in runs.items()}
     scan = results["scan"]["seconds"]
     one, twelve = results["one_cutoff"], results["twelve_cutoffs"]
-    print(f"\n| step ({args.customers:,} customers, {results['scan']['rows']:,} event rows) | wall s | peak RSS GB | x raw scan |")
+    repeat = max(args.repeat, 1)
+    what = "median of" if repeat > 1 else "one run,"
+    print(f"\n| step ({args.customers:,} customers, {results['scan']['rows']:,} event rows; {what} {repeat} run{'s' * (repeat > 1)}) "
+          "| wall s | peak RSS GB | x raw scan |")
     print("|---|---|---|---|")
     rows = [
-        ("raw DuckDB scan of the needed columns (Parquet)", results["scan"]["seconds"], results["scan"]["peak_rss_gb"]),
-        ("read + validate into pandas (contract, quarantine, reconciliation)", results["load"]["seconds"], results["load"]["peak_rss_gb"]),
+        ("raw DuckDB scan of the needed columns (Parquet)", "scan", "seconds", True),
+        ("read + validate into pandas (contract, quarantine, reconciliation)", "load", "seconds", True),
         (f"features at one cutoff from the Parquet files ({one['rows']:,} clients x {one['columns']} columns), without the BG/NBD fit",
-         one["seconds"] - one["btyd_seconds"], one["peak_rss_gb"]),
-        ("- the BG/NBD fit (sample of 50,000) and its application, one cutoff", one["btyd_seconds"], None),
+         "one_cutoff", "features_seconds", True),
+        ("- the BG/NBD fit (sample of 50,000) and its application, one cutoff", "one_cutoff", "btyd_seconds", False),
         (f"labels + features at 12 monthly cutoffs ({twelve['rows']:,} rows), without the BG/NBD fits",
-         twelve["seconds"] - twelve["btyd_seconds"], twelve["peak_rss_gb"]),
-        ("- the 12 BG/NBD fits and their application", twelve["btyd_seconds"], None),
+         "twelve_cutoffs", "features_seconds", True),
+        ("- the 12 BG/NBD fits and their application", "twelve_cutoffs", "btyd_seconds", False),
     ]
-    for label, seconds, rss in rows:
-        print(f"| {label} | {seconds:.1f} | {'' if rss is None else f'{rss:.1f}'} | {seconds / scan:.1f} |")
+    for label, name, key, memory in rows:
+        seconds, (low, high) = results[name][key], spread[name][key]
+        rss, (rss_low, rss_high) = results[name]["peak_rss_gb"], spread[name]["peak_rss_gb"]
+        wall = f"{seconds:.1f}" + (f" ({low:.1f}-{high:.1f})" if repeat > 1 else "")
+        peak = (f"{rss:.2f}" + (f" ({rss_low:.2f}-{rss_high:.2f})" if repeat > 1 else "")) if memory else ""
+        print(f"| {label} | {wall} | {peak} | {seconds / scan:.1f} |")
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
 if __name__ == "__main__":

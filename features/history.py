@@ -235,6 +235,8 @@ class History:
         self._main_pool: ThreadPoolExecutor | None = None
         self._rest = None
         self._pending = None
+        self._channel_job = self._cancel_job = None
+        self._first_cancel: np.ndarray | None = None
         self.con = duckdb.connect()
         # the interactions are read on a second connection to the same database, so that one
         # span can be read while the main connection reads the other tables
@@ -283,18 +285,39 @@ class History:
             public="coalesce(public, FALSE)" if "public" in cols else "FALSE")
         con.execute(f"CREATE TEMP VIEW {name} AS {sql}")
 
-    def _channels(self, c: str) -> None:
+    def _channels(self, c: str) -> tuple[list[str], np.ndarray]:
         """The interaction channels and how often each was used before the last cutoff (the
-        channel features are chosen from these)."""
-        self.channel_values: list[str] = []
-        self.channel_counts = np.zeros(0, dtype=np.int64)
-        self._channel_list = "[]::VARCHAR[]"
-        if "interactions" in self.has:
-            counts = self.reader.execute(f"""SELECT channel, count(*) FROM interactions WHERE channel IS NOT NULL AND t < {c}
-                                             GROUP BY channel ORDER BY channel""").fetchall()
-            self.channel_values = [v for v, _n in counts]
-            self.channel_counts = np.array([n for _v, n in counts], dtype=np.int64)
-            self._channel_list = "[" + ", ".join(_quote(v) for v in self.channel_values) + "]::VARCHAR[]"
+        channel features are chosen from these); run on the reader before the first span."""
+        counts = self.reader.execute(f"""SELECT channel, count(*) FROM interactions WHERE channel IS NOT NULL AND t < {c}
+                                         GROUP BY channel ORDER BY channel""").fetchall()
+        values = [v for v, _n in counts]
+        self._channel_list = "[" + ", ".join(_quote(v) for v in values) + "]::VARCHAR[]"
+        return values, np.array([n for _v, n in counts], dtype=np.int64)
+
+    @property
+    def channel_values(self) -> list[str]:
+        """The distinct interaction channels (``interactions()`` codes index into this list)."""
+        return self._channel_job.result()[0] if self._channel_job is not None else []
+
+    @property
+    def channel_counts(self) -> np.ndarray:
+        """Interactions per channel before the last cutoff."""
+        return self._channel_job.result()[1] if self._channel_job is not None else np.zeros(0, dtype=np.int64)
+
+    @property
+    def first_cancel(self) -> np.ndarray:
+        """Each customer's first cancellation (NEVER without one): the population reads it."""
+        if self._cancel_job is not None:
+            self._first_cancel, self._cancel_job = self._cancel_job.result(), None
+        return self._first_cancel
+
+    def _read_cancellations(self) -> np.ndarray:
+        first = np.full(self.customers, NEVER, dtype=np.int64)
+        if "cancellations" in self.has:
+            r = self._fetch("""SELECT d.k, epoch_us(min(x.t)) AS t FROM cancellations x JOIN ids d ON d.id = x.customer_id
+                               WHERE x.t IS NOT NULL GROUP BY d.k""")
+            first[np.asarray(r["k"], dtype=np.int64)] = r["t"]
+        return first
 
     def _key_customers(self, tables: list[str]) -> None:
         """Key the customers of ``tables`` 0..n-1 in customer_id order (so key order is the
@@ -323,7 +346,9 @@ class History:
         # validated data has every ordering customer in customers: key those; if an order's
         # customer is missing there (unvalidated frames), key the union of both tables
         self._key_customers(["customers"] if "customers" in self.has else ["orders"])
-        self._channels(c)
+        if "interactions" in self.has:  # on the reader, ahead of the first span
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="interactions")
+            self._channel_job = self._pool.submit(self._channels, c)
         if first_span is not None and "interactions" in self.has:
             self.prefetch(None, first_span)
         r = self._fetch(orders)
@@ -337,15 +362,10 @@ class History:
         self.orders = Runs(r["k"], r["t"], n, dict(amount=np.asarray(r["amount"], dtype=float),
                                                    returned=np.asarray(r["returned"], dtype=bool)))
         del r
-        # the first cancellation of each customer (the population reads it)
-        self.first_cancel = np.full(n, NEVER, dtype=np.int64)
-        if "cancellations" in self.has:
-            r = self._fetch("""SELECT d.k, epoch_us(min(x.t)) AS t FROM cancellations x JOIN ids d ON d.id = x.customer_id
-                               WHERE x.t IS NOT NULL GROUP BY d.k""")
-            self.first_cancel[np.asarray(r["k"], dtype=np.int64)] = r["t"]
         # the other tables are read in the background on the main connection, while the
-        # caller prepares the orders (see ``wait``)
+        # caller prepares the orders (see ``wait``); the cancellations first (``first_cancel``)
         self._main_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tables")
+        self._cancel_job = self._main_pool.submit(self._read_cancellations)
         self._rest = self._main_pool.submit(self._read_rest, c)
 
     def wait(self) -> History:
@@ -403,6 +423,7 @@ class History:
         ``slot`` (2 * key, + 1 when outbound) and ``channel`` (index into ``channel_values``,
         -1 where missing)."""
         bound = (f"i.t >= {_lit(low)} AND " if low is not None else "") + f"i.t < {_lit(high)}"
+        self._channel_job.result()  # the channel list the codes index into
         r = self._fetch(f"""SELECT d.k, 2 * d.k::BIGINT + i.outbound::BIGINT AS slot, epoch_us(i.t) AS t, i.outbound,
                                    CAST(coalesce(list_position({self._channel_list}, i.channel), 0) - 1 AS SMALLINT) AS channel
                             FROM interactions i JOIN ids d ON d.id = i.customer_id WHERE {bound}""", self.reader)
