@@ -36,7 +36,7 @@ lock:
 	$(UV) pip compile pyproject.toml --extra test --python 3.11 --no-header --no-annotate -o requirements.lock
 
 benchmark: $(STAMP)
-	$(RUN_ENV) $(VENV)/bin/python benchmarks/bench_features.py
+	$(RUN_ENV) $(VENV)/bin/python benchmarks/bench_features.py --repeat 5
 
 clean:
 	rm -rf .churn
