@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -116,7 +117,7 @@ def main() -> None:
     for name in ("one_cutoff", "twelve_cutoffs"):  # the features without the BG/NBD fits
         for r in runs[name]:
             r["features_seconds"] = r["seconds"] - r["btyd_seconds"]
-    results = {name: {key: _median([r[key] for r in rs]) if isinstance(rs[0][key], float) else rs[0][key] for key in rs[0]}
+    results = {name: {key: statistics.median([r[key] for r in rs]) if isinstance(rs[0][key], float) else rs[0][key] for key in rs[0]}
                for name, rs in runs.items()}
     spread = {name: {key: (min(r[key] for r in rs), max(r[key] for r in rs)) for key in ("seconds", "features_seconds",
               "btyd_seconds", "peak_rss_gb") if key in rs[0]} for name, rs in runs.items()}
@@ -144,11 +145,6 @@ def main() -> None:
         peak = (f"{rss:.2f}" + (f" ({rss_low:.2f}-{rss_high:.2f})" if repeat > 1 else "")) if memory else ""
         print(f"| {label} | {wall} | {peak} | {seconds / scan:.1f} |")
 
-
-def _median(values: list[float]) -> float:
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
 if __name__ == "__main__":

@@ -86,14 +86,13 @@ class _Prepared:
         # orders at one timestamp form one step: a step's gap is measured from the customer's
         # previous step (NaN at the first); every row of a step carries its step's gap
         new_customer = first_in_run(o.key)
-        new_step = new_customer | np.r_[True, o.t[1:] != o.t[:-1]]
+        new_step = first_in_run(o.key, o.t)
         step_of_row = np.cumsum(new_step) - 1
         step_t = o.t[new_step]
         step_gap = np.r_[np.nan, _days(step_t[1:], step_t[:-1])]
         step_gap[new_customer[new_step]] = np.nan
         self.order_gap = np.r_[step_gap[step_of_row], np.nan]  # a spare NaN for segment_max
-        day = o.t // DAY
-        self.order_new_day = new_customer | np.r_[True, day[1:] != day[:-1]]
+        self.order_new_day = first_in_run(o.key, o.t // DAY)
         self.first_order = _take(o.t, o.start[:-1], np.diff(o.start) > 0, NEVER)
 
         # the emotional bank account: an event's deposit at cutoff c is w * exp(-lambda * (c - t))
@@ -116,7 +115,7 @@ class _Prepared:
             # answers at one timestamp form one step (rows sorted by score: the lowest counts);
             # the change is between the last two steps
             new_customer = first_in_run(a.key)
-            new = new_customer | np.r_[True, a.t[1:] != a.t[:-1]]
+            new = first_in_run(a.key, a.t)
             step = np.cumsum(new) - 1
             step_score = a.cols["score"][new]
             prev = np.r_[np.nan, step_score[:-1]]
@@ -138,19 +137,26 @@ class _Prepared:
 
 
 class _Cutoff:
-    """The features of the customers ``keys`` (ascending) at cutoff ``c`` (int64 microseconds)."""
+    """The features at cutoff ``c`` (int64 microseconds): the orders before it, counted for
+    every customer (the population reads them), then ``select`` the customers to describe."""
 
-    def __init__(self, p: _Prepared, c: int, keys: np.ndarray):
-        self.p, self.h, self.c, self.keys = p, p.h, c, keys
+    def __init__(self, p: _Prepared, c: int):
+        self.p, self.h, self.c = p, p.h, c
         o = self.h.orders
         self.order_before = o.t < c  # orders also hold the label window after the last cutoff
         self.n_orders = o.count(self.order_before)
+        self.last_row_all = o.last_before(self.n_orders)
         # every customer's last order before the cutoff (NEVER without one): the silence reads it per event
-        self.last_all = _take(o.t, o.last_before(self.n_orders), self.n_orders > 0, NEVER)
+        self.last_all = _take(o.t, self.last_row_all, self.n_orders > 0, NEVER)
+
+    def select(self, keys: np.ndarray) -> _Cutoff:
+        """Describe the customers ``keys`` (ascending)."""
+        self.keys = keys
         self.has_order = self.n_orders[keys] > 0
-        self.first_t = p.first_order[keys]
+        self.first_t = self.p.first_order[keys]
         self.last_t = self.last_all[keys]
-        self.last_row = o.last_before(self.n_orders)[keys]
+        self.last_row = self.last_row_all[keys]
+        return self
 
     def purchases(self) -> dict[str, np.ndarray]:
         p, o, c, keys, has = self.p, self.h.orders, self.c, self.keys, self.has_order
@@ -248,6 +254,11 @@ class _Cutoff:
         return total[self.keys] * carried - p.config.bank.open_complaint_day * open_days
 
 
+def _span(previous: int | None, c: int) -> tuple[pd.Timestamp | None, pd.Timestamp]:
+    """The bounds of the span from the previous cutoff (None: the start of the data) to ``c``."""
+    return (None if previous is None else pd.Timestamp(previous, unit="us")), pd.Timestamp(c, unit="us")
+
+
 BLOCK = 1 << 21  # rows of interactions processed at a time (bounds the temporary arrays)
 
 
@@ -298,10 +309,10 @@ class _Touches:
         previous cutoff and one before ``c`` has ordered since; a contractual one who was not
         a client had no order yet (a cancelled customer never returns)."""
         p, h = self.p, self.h
-        span = h.interactions(*self._span(c))
+        span = h.interactions(*_span(self.at, c))
         later = [x for x in self.cutoffs if x > c]
         if later:  # read the next span while this one is folded in and the features computed
-            h.prefetch(*self._span(later[0], c))
+            h.prefetch(*_span(c, later[0]))
         key, t, slot = span.key, span.t, span.cols["slot"]
         # the silence restarts at a new order; otherwise it goes on from the latest point.
         # It and the windows are computed in a worker thread (NumPy releases the GIL; neither
@@ -373,11 +384,6 @@ class _Touches:
     def close(self) -> None:
         self._pool.shutdown(wait=True)
 
-    def _span(self, c: int, previous: int | None = -1) -> tuple[pd.Timestamp | None, pd.Timestamp]:
-        """The bounds of the span ending at ``c``: from the previous cutoff (or the start)."""
-        previous = self.at if previous == -1 else previous
-        return (None if previous is None else pd.Timestamp(previous, unit="us")), pd.Timestamp(c, unit="us")
-
     def features(self, at: _Cutoff) -> dict[str, np.ndarray]:
         p, c, keys, has, n = self.p, at.c, at.keys, at.has_order, self.h.customers
         count, latest = self.count.reshape(n, 2)[keys], self.latest.reshape(n, 2)[keys]
@@ -423,11 +429,13 @@ def _lifecycle(orders_total: np.ndarray, promoter: np.ndarray, tenure: np.ndarra
 
 # -- the population and the labels -----------------------------------------------------------
 
-def _population(h: History, c: int, active_window_days: int) -> np.ndarray:
-    """Keys of the clients at cutoff ``c``, ascending."""
+def _population(h: History, c: int, active_window_days: int, n_orders: np.ndarray | None = None) -> np.ndarray:
+    """Keys of the clients at cutoff ``c``, ascending (``n_orders``: each customer's orders
+    before ``c``, when already counted)."""
     o = h.orders
     if "cancellations" in h.has:
-        client = (o.count(o.t < c) > 0) & (h.first_cancel >= c)
+        n_orders = o.count(o.t < c) if n_orders is None else n_orders
+        client = (n_orders > 0) & (h.first_cancel >= c)
     else:
         client = o.count(o.between(c - int(active_window_days) * DAY, c)) > 0
     return np.flatnonzero(client)
@@ -579,11 +587,12 @@ def build_features(tables: Mapping[str, Source], cutoffs: Iterable[pd.Timestamp]
         columns: dict[str, list] = {}
         for cutoff in _progress(cutoffs, progress):
             c = micros(cutoff)
+            at = _Cutoff(prepared, c)
             if wanted is not None:
                 keys = np.sort(wanted.loc[wanted["cutoff"] == np.datetime64(cutoff, "us"), "k"].to_numpy())
             else:
-                keys = _population(h, c, config.active_window_days)
-            part = _features_at(prepared, touches, c, keys, clients=wanted is None)
+                keys = _population(h, c, config.active_window_days, at.n_orders)
+            part = _features_at(at.select(keys), touches, clients=wanted is None)
             if label_horizon_days is not None:
                 part["label"] = _labels(h, c, keys, label_horizon_days)
             for name, values in part.items():
@@ -596,12 +605,11 @@ def build_features(tables: Mapping[str, Source], cutoffs: Iterable[pd.Timestamp]
     return _finish(columns, ids, config, attributes)
 
 
-def _features_at(p: _Prepared, touches: _Touches | None, c: int, keys: np.ndarray, clients: bool = True) -> dict:
+def _features_at(at: _Cutoff, touches: _Touches | None, clients: bool = True) -> dict:
     """Every column at one cutoff: numbers as float64, categories as (codes, levels). The
     cutoffs come in increasing order (``touches`` advances from one to the next);
     ``clients``: ``keys`` are the population at each cutoff (not a population given)."""
-    h = p.h
-    at = _Cutoff(p, c, keys)
+    p, h, c, keys = at.p, at.h, at.c, at.keys
     cols: dict = {"key": keys, "cutoff": np.full(len(keys), c, dtype=np.int64)}
     cols.update(at.purchases())
     p.others()  # the orders' features were computed while the other tables were read

@@ -208,10 +208,13 @@ def _gaps_by_sorting(key: np.ndarray, t: np.ndarray, since: np.ndarray, latest: 
     return longest, latest
 
 
-def first_in_run(keys: np.ndarray) -> np.ndarray:
-    """For rows sorted by key: True at the first row of each key."""
-    first = np.ones(len(keys), dtype=bool)
-    first[1:] = keys[1:] != keys[:-1]
+def first_in_run(*keys: np.ndarray) -> np.ndarray:
+    """For rows sorted by ``keys``: True at the first row of each distinct combination
+    (a row where any of the keys differs from the row before)."""
+    first = np.ones(len(keys[0]), dtype=bool)
+    for k in keys:
+        first[1:] &= k[1:] == k[:-1]
+    first[1:] = ~first[1:]
     return first
 
 
@@ -338,24 +341,24 @@ class History:
         return out
 
     def _read(self, last_cutoff: pd.Timestamp, order_horizon_days: int | None, first_span: pd.Timestamp | None) -> None:
-        con, c = self.con, _lit(last_cutoff)
+        c = _lit(last_cutoff)
         # orders: everything before the last cutoff, and the label window after it
         bound = (f"t <= {c} + INTERVAL {int(order_horizon_days)} DAY" if order_horizon_days is not None else f"t < {c}")
         orders = f"""SELECT d.k, epoch_us(o.t) AS t, o.amount, o.returned
                      FROM orders o LEFT JOIN ids d ON d.id = o.customer_id WHERE {bound} ORDER BY d.k, o.t"""
         # validated data has every ordering customer in customers: key those; if an order's
         # customer is missing there (unvalidated frames), key the union of both tables
+        reads_first_span = first_span is not None and "interactions" in self.has
         self._key_customers(["customers"] if "customers" in self.has else ["orders"])
         if "interactions" in self.has:  # on the reader, ahead of the first span
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="interactions")
-            self._channel_job = self._pool.submit(self._channels, c)
-        if first_span is not None and "interactions" in self.has:
+            self._channel_job = self._reader_pool().submit(self._channels, c)
+        if reads_first_span:
             self.prefetch(None, first_span)
         r = self._fetch(orders)
         if np.ma.isMaskedArray(r["k"]) and r["k"].mask.any():
             self._drop_pending()  # it was read with the old keys
             self._key_customers(["customers", "orders"])
-            if first_span is not None and "interactions" in self.has:
+            if reads_first_span:
                 self.prefetch(None, first_span)
             r = self._fetch(orders)
         n = self.customers
@@ -370,8 +373,7 @@ class History:
 
     def wait(self) -> History:
         """Wait until the NPS answers, complaints and customer attributes are read (``nps``,
-        ``complaints``, ``attributes()``); the main connection
-        is free again afterwards."""
+        ``complaints``, ``attributes()``); the main connection is free again afterwards."""
         if self._rest is not None:
             rest, self._rest = self._rest, None
             rest.result()
@@ -398,9 +400,13 @@ class History:
     def prefetch(self, low: pd.Timestamp | None, high: pd.Timestamp) -> None:
         """Start reading ``interactions(low, high)`` in a background thread (DuckDB works
         while the caller computes other features in NumPy); no other query may run meanwhile."""
+        self._pending = ((low, high), self._reader_pool().submit(self._interactions, low, high))
+
+    def _reader_pool(self) -> ThreadPoolExecutor:
+        """The one thread that uses the reader connection (its jobs run in submission order)."""
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="interactions")
-        self._pending = ((low, high), self._pool.submit(self._interactions, low, high))
+        return self._pool
 
     def _drop_pending(self) -> None:
         pending, self._pending = self._pending, None
