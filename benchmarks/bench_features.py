@@ -27,7 +27,7 @@ def phase(name: str, data: str, customers: int) -> dict:
     import duckdb
 
     from features.build import build_features
-    from features.contract import load_data
+    from features.inputs import load_data
     from features.labels import build_training_set, labelled_cutoffs
 
     t0 = time.perf_counter()

@@ -41,7 +41,7 @@ def main() -> None:
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{home / 'mlflow.db'}"
 
     from features.build import build_features, channel_list, feature_columns
-    from features.contract import load_data
+    from features.inputs import load_data
     from features.labels import build_training_set, default_as_of, labelled_cutoffs
     from features.simulate import simulate
     from models import registry, report, score

@@ -19,7 +19,7 @@ folded into a per-customer state (``_Touches``), the next span read in the backg
 while the current cutoff is computed. Nothing is re-read or re-grouped for a cutoff:
 twelve monthly cutoffs cost one read of each table.
 
-Inputs: validated tables (``features.contract``) as pandas frames, or paths to validated
+Inputs: validated tables (``features.inputs``) as pandas frames, or paths to validated
 Parquet files (DuckDB reads them directly, so the tables never have to fit in pandas).
 """
 from __future__ import annotations
@@ -550,7 +550,7 @@ def build_features(tables: Mapping[str, Source], cutoffs: Iterable[pd.Timestamp]
                    label_horizon_days: int | None = None, progress: bool = False) -> pd.DataFrame:
     """Features of every client in the population at each cutoff.
 
-    ``tables``: validated input tables (``features.contract``) as frames or paths to Parquet
+    ``tables``: validated input tables (``features.inputs``) as frames or paths to Parquet
     files; only ``orders`` is required. ``population``: optional (customer_id, cutoff) frame
     to compute features for (default: the clients at each cutoff, ``build_population``).
     ``channels``: interaction channels that get their own features (default: chosen from the

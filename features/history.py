@@ -14,7 +14,7 @@ integer per customer, numbered in ``customer_id`` order (so key order is id orde
   without sorting.
 
 Times are int64 microseconds since the epoch (UTC); ``DAY`` converts differences to days.
-Inputs are validated tables (``features.contract``) as pandas frames, or paths to validated
+Inputs are validated tables (``features.inputs``) as pandas frames, or paths to validated
 Parquet files, which DuckDB reads directly (the tables never sit in pandas).
 """
 from __future__ import annotations

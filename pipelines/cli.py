@@ -111,7 +111,7 @@ def validate(
     Exit code 0: valid (possibly with quarantined rows); 2: a fatal problem (missing table,
     column or unreadable file), one line per problem.
     """
-    from features.contract import ContractError, format_summary, load_data, write_quarantine
+    from features.inputs import ContractError, format_summary, load_data, write_quarantine
 
     home = prepare_environment(home)
     try:
@@ -139,7 +139,7 @@ def features(
     import pandas as pd
 
     from features.build import build_features, feature_columns, skipped_groups
-    from features.contract import ContractError, load_data
+    from features.inputs import ContractError, load_data
     from features.io import write_frame
     from features.labels import build_training_set
 
@@ -178,7 +178,7 @@ def train(
     """Train on every monthly cutoff whose label horizon is observed; test on the latest; register in MLflow."""
     settings = _settings(config, **{"labels.horizon_days": horizon_days})
     home = prepare_environment(home)
-    from features.contract import ContractError
+    from features.inputs import ContractError
     from pipelines.flows import train_flow
 
     try:
@@ -223,7 +223,7 @@ def score(
     settings = _settings(config)
     home = prepare_environment(home)
     when = _parse_date(as_of, "--as-of")
-    from features.contract import ContractError
+    from features.inputs import ContractError
     from pipelines.flows import score_flow
 
     try:

@@ -16,7 +16,7 @@ from prefect.cache_policies import NO_CACHE
 from features import build, labels
 from features.catalogue import catalogue_frame, feature_group
 from features.config import FeatureConfig
-from features.contract import ValidatedData, format_summary, load_data, write_quarantine
+from features.inputs import ValidatedData, format_summary, load_data, write_quarantine
 from models import evaluate, registry, report, score, train
 from models.card import markdown_table, model_card
 from pipelines.settings import Settings

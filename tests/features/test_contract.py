@@ -8,7 +8,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from features.contract import (
+from features.inputs import (
     CANONICAL_DTYPES,
     SCHEMAS,
     TABLES,

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from features.build import build_features
-from features.contract import load_data
+from features.inputs import load_data
 from features.labels import build_labels, build_training_set, labelled_cutoffs
 from features.simulate import simulate, write_dataset
 

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.contract import load_data
+from features.inputs import load_data
 from features.simulate import DRIVER_GROUPS, simulate, write_dataset
 
 END = pd.Timestamp("2025-12-31")
