@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from features.config import FeatureConfig
+from features.inputs.config import SourceConfig, ValidationConfig
 
 
 class _Section(BaseModel):
@@ -77,6 +78,8 @@ class SimulateSettings(_Section):
 
 
 class Settings(_Section):
+    source: SourceConfig = SourceConfig()
+    validation: ValidationConfig = ValidationConfig()
     features: FeatureConfig = FeatureConfig()
     cutoffs: CutoffSettings = CutoffSettings()
     labels: LabelSettings = LabelSettings()

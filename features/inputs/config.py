@@ -1,0 +1,134 @@
+"""Settings of the input side: where the tables come from, how their columns map onto the
+contract, and the validation thresholds that stop a bad extract.
+
+These are the ``source:`` and ``validation:`` sections of the pipeline's settings
+(``configs/default.yaml`` spells every key out). A company points the pipeline at what it
+has (a folder of exports or a database) by configuration, not code.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from features.inputs.contract import SCHEMAS, TABLES
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
+
+
+class IdOptions(BaseModel):
+    """One normalisation applied to every id column (customer_id, order_id, complaint_id) of
+    every table, before the tables are matched with each other."""
+    model_config = ConfigDict(extra="forbid")
+    strip_leading_zeros: bool = Field(False, description="'000123' and '123' are the same id (an id of zeros stays '0')")
+    lower_case: bool = Field(False, description="'AB12' and 'ab12' are the same id")
+
+
+class TableSource(BaseModel):
+    """Where one table comes from and how to read it."""
+    model_config = ConfigDict(extra="forbid")
+    file: str | None = Field(None, description="files: the file in source.path (default <table>.parquet, <table>.csv or <table>.csv.gz)")
+    table: str | None = Field(None, description="sql: the table name (default the contract's table name)")
+    query: str | None = Field(None, description="sql: a SELECT whose result is the table (instead of table)")
+    columns: dict[str, str] = Field(default_factory=dict, description="contract column -> source column")
+    timestamp_format: str | None = Field(None, description="strptime format of this table's timestamps written as text (default ISO 8601)")
+    timezone: str = Field("UTC", description="zone of naive timestamps; every timestamp is converted to UTC")
+    decimal: str = Field(".", min_length=1, max_length=1, description="decimal mark of numbers written as text")
+    thousands: str | None = Field(None, max_length=1, description="thousands separator of numbers written as text")
+    lines: bool = Field(False, description="orders: rows are order lines, one order per order_id")
+    negative_amounts: Literal["quarantine", "returns"] = Field(
+        "quarantine", description="orders: quarantine a negative amount, or read it as a credit note (a return, never a purchase)")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            pd.Timestamp("2020-01-01").tz_localize(value)
+        except Exception as exc:
+            raise ValueError(f"unknown time zone {value!r} (expected an IANA name such as Europe/London or UTC)") from exc
+        return value
+
+    @field_validator("timestamp_format")
+    @classmethod
+    def _has_directive(cls, value: str | None) -> str | None:
+        if value is not None and "%" not in value:
+            raise ValueError(f"{value!r} is not a strptime format (expected e.g. '%d/%m/%Y %H:%M')")
+        return value
+
+    @field_validator("table")
+    @classmethod
+    def _identifier(cls, value: str | None) -> str | None:
+        if value is not None and not _IDENTIFIER.match(value):
+            raise ValueError(f"{value!r} is not a plain table name (letters, digits, _ and $; use query: for anything else)")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TableSource:
+        if self.table and self.query:
+            raise ValueError("give either table or query, not both")
+        if self.thousands is not None and self.thousands == self.decimal:
+            raise ValueError(f"thousands separator and decimal mark are both {self.decimal!r}")
+        return self
+
+
+class SourceConfig(BaseModel):
+    """The ``source:`` section: a folder of files (default) or a SQL database."""
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    kind: Literal["files", "sql"] = "files"
+    path: Path | None = Field(None, description="files: the folder of exports (--data overrides it)")
+    url: str | None = Field(None, description="sql: a SQLAlchemy URL without the password")
+    password_env: str | None = Field(None, description="sql: the environment variable that holds the password")
+    schema_: str | None = Field(None, alias="schema", description="sql: schema of the table names")
+    ids: IdOptions = IdOptions()
+    tables: dict[str, TableSource] = Field(default_factory=dict)
+
+    @field_validator("tables")
+    @classmethod
+    def _known_tables(cls, tables: dict[str, TableSource]) -> dict[str, TableSource]:
+        for name, spec in tables.items():
+            if name not in TABLES:
+                raise ValueError(f"unknown table {name!r} (expected one of {', '.join(TABLES)})")
+            for column in spec.columns:
+                if column not in SCHEMAS[name].columns and name != "customers":
+                    raise ValueError(f"{name}.columns: {column!r} is not a column of the contract's {name} table "
+                                     f"(expected one of {', '.join(SCHEMAS[name].columns)})")
+            if name != "orders" and (spec.lines or spec.negative_amounts != "quarantine"):
+                raise ValueError(f"{name}: lines and negative_amounts apply to orders only")
+        return tables
+
+    @field_validator("schema_")
+    @classmethod
+    def _schema_identifier(cls, value: str | None) -> str | None:
+        if value is not None and not _IDENTIFIER.match(value):
+            raise ValueError(f"{value!r} is not a plain schema name")
+        return value
+
+    @model_validator(mode="after")
+    def _url_has_no_password(self) -> SourceConfig:
+        if self.url:
+            from sqlalchemy.engine import make_url
+
+            try:
+                url = make_url(self.url)
+            except Exception as exc:
+                raise ValueError(f"url is not a SQLAlchemy URL (expected e.g. postgresql+psycopg2://user@host:5432/db): "
+                                 f"{type(exc).__name__}") from exc
+            if url.password:
+                raise ValueError("url must not hold the password: put it in an environment variable and name it in "
+                                 "password_env")
+        return self
+
+    def table(self, name: str) -> TableSource:
+        """The source settings of table ``name`` (the defaults when the config names none)."""
+        return self.tables.get(name) or TableSource()
+
+
+class ValidationConfig(BaseModel):
+    """The ``validation:`` section: the gate that stops a bad extract (exit code 2)."""
+    model_config = ConfigDict(extra="forbid")
+    max_quarantined_share: float = Field(0.2, ge=0, le=1, description="a table with a larger share of its rows quarantined is fatal")
+    max_unknown_customer_share: float = Field(0.05, ge=0, le=1, description="a table with a larger share of rows whose customer is unknown is fatal")
+    earliest: str = Field("1990-01-01", description="timestamps before this date are implausible and quarantined")
