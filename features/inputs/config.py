@@ -38,6 +38,8 @@ class TableSource(BaseModel):
     timezone: str = Field("UTC", description="zone of naive timestamps; every timestamp is converted to UTC")
     decimal: str = Field(".", min_length=1, max_length=1, description="decimal mark of numbers written as text")
     thousands: str | None = Field(None, max_length=1, description="thousands separator of numbers written as text")
+    delimiter: str = Field(",", min_length=1, max_length=1, description="files: the CSV field separator")
+    encoding: str = Field("utf-8", description="files: the CSV text encoding (e.g. cp1252, latin-1 for older ERP exports)")
     lines: bool = Field(False, description="orders: rows are order lines, one order per order_id")
     negative_amounts: Literal["quarantine", "returns"] = Field(
         "quarantine", description="orders: quarantine a negative amount, or read it as a credit note (a return, never a purchase)")

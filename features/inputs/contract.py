@@ -105,8 +105,9 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
         "amount": _col(NUMBER, "amount >= 0, the order value", [
             pa.Check(np.isfinite, name="finite", error="{value} is not a finite number"),
             pa.Check.ge(0, error="{value} is negative (expected >= 0)")]),
-        "status": _col(CATEGORY, "status, one of completed, returned, cancelled",
-                       [_one_of("completed", "returned", "cancelled")], required=False, nullable=True),
+        "status": _col(CATEGORY, "status, one of completed, returned, cancelled, refund (a credit note: a return, "
+                       "never a purchase)", [_one_of("completed", "returned", "cancelled", "refund")],
+                       required=False, nullable=True),
     }, name="orders"),
     "interactions": pa.DataFrameSchema({
         "customer_id": _col(ID, "customer_id, the customer concerned"),

@@ -8,8 +8,42 @@ import pandas as pd
 import pyarrow
 import pyarrow.compute as pc
 
+from features.inputs.config import IdOptions, TableSource
 from features.inputs.contract import (CATEGORY, FLAG, FALSE_TOKENS, ID, INTEGER, LOWER_TEXT, NUMBER, SCHEMAS,
                                       TIMESTAMP, TRUE_TOKENS, _NULL_VARIANTS, _TYPE_NAMES)
+
+_DEFAULT = TableSource()
+_AWARE = r"(?:[zZ]|[+-]\d\d(?::?\d\d)?)$"  # an ISO 8601 text with its own offset
+
+
+def type_name(kind: str, spec: TableSource = _DEFAULT) -> str:
+    """How a value of ``kind`` must be written, for messages ('an ISO 8601 timestamp')."""
+    if kind == TIMESTAMP and spec.timestamp_format:
+        return f"a timestamp in the format {spec.timestamp_format}"
+    if kind in (NUMBER, INTEGER) and (spec.decimal != "." or spec.thousands):
+        marks = f"decimal mark '{spec.decimal}'" + (f", thousands separator '{spec.thousands}'" if spec.thousands else "")
+        return f"a number ({marks})"
+    return _TYPE_NAMES[kind]
+
+
+def format_hint(table: str, column: str, kind: str, examples: list[str]) -> str:
+    """The option that would read a column none of whose values could be read, or ''."""
+    key = f"source.tables.{table}"
+    if kind == TIMESTAMP:
+        for fmt in ("%d/%m/%Y %H:%M", "%d/%m/%Y", "%m/%d/%Y %H:%M", "%m/%d/%Y", "%d.%m.%Y %H:%M", "%d.%m.%Y",
+                    "%Y%m%d", "%d-%m-%Y %H:%M", "%d-%m-%Y"):
+            if all(pd.notna(pd.to_datetime(e.strip(), format=fmt, errors="coerce")) for e in examples):
+                return f"; set {key}.timestamp_format, e.g. '{fmt}' (day and month order as in your export)"
+        return f"; set {key}.timestamp_format to the strptime format of these dates"
+    if kind in (NUMBER, INTEGER):
+        joined = "".join(examples)
+        if "," in joined and "." in joined:
+            return (f"; set {key}.thousands: ',' (1,857.60) or {key}.decimal: ',' with thousands: '.' (1.857,60)")
+        if "," in joined:
+            return f"; set {key}.decimal: ',' (or thousands: ',' if the comma separates thousands)"
+        if " " in joined.strip():
+            return f"; set {key}.thousands: ' '"
+    return ""
 
 
 def _as_text(series: pd.Series) -> pd.Series:
@@ -57,7 +91,24 @@ def _null_tokens(text: pd.Series) -> np.ndarray:
     return pc.fill_null(mask, False).to_numpy(zero_copy_only=False)
 
 
-def _parse_id(series: pd.Series) -> pd.Series:
+def _parse_id(series: pd.Series, ids: IdOptions | None = None) -> pd.Series:
+    value = _read_id(series)
+    if ids is not None and (ids.strip_leading_zeros or ids.lower_case):
+        value = normalise_ids(value, ids)
+    return value
+
+
+def normalise_ids(value: pd.Series, ids: IdOptions) -> pd.Series:
+    """Apply ``source.ids`` to parsed id text (missing stays missing)."""
+    arr = _arrow(value)
+    if ids.strip_leading_zeros:
+        arr = pc.replace_substring_regex(arr, pattern=r"^0+(.)", replacement=r"\1")
+    if ids.lower_case:
+        arr = pc.utf8_lower(arr)
+    return pd.Series(arr.to_pandas(), index=value.index).astype("str")
+
+
+def _read_id(series: pd.Series) -> pd.Series:
     if pd.api.types.is_float_dtype(series):
         whole = (series % 1 == 0).to_numpy(dtype=bool, na_value=False) & (series.abs() < 2**53).to_numpy(bool, na_value=False)
         text = series.astype("str")
@@ -68,30 +119,65 @@ def _parse_id(series: pd.Series) -> pd.Series:
     return _mask(text, _null_tokens(text))
 
 
-def _parse_timestamp(series: pd.Series) -> tuple[pd.Series, np.ndarray | None]:
+def _parse_timestamp(series: pd.Series, spec: TableSource = _DEFAULT) -> tuple[pd.Series, np.ndarray | None]:
+    """Timestamps as naive UTC: tz-aware values converted, naive ones read in ``spec.timezone``;
+    text in ISO 8601 or in ``spec.timestamp_format``."""
+    zone = spec.timezone
     if isinstance(series.dtype, pd.DatetimeTZDtype):
         value = series.dt.tz_convert("UTC").dt.tz_localize(None)
     elif pd.api.types.is_datetime64_dtype(series):
-        value = series
+        value = _from_zone(series, zone)
     elif pd.api.types.is_numeric_dtype(series):  # epoch numbers are ambiguous (s? ms?): not read
         value = pd.Series(pd.NaT, index=series.index, dtype="datetime64[us]")
     else:
         source = _as_text(series) if pd.api.types.is_string_dtype(series) else series
-        value = pd.to_datetime(source, errors="coerce", utc=True, format="ISO8601")
-        failed = (value.isna() & series.notna()).to_numpy(bool)
-        if failed.any() and pd.api.types.is_string_dtype(source):  # a second chance with surrounding space stripped
-            retry = pd.to_datetime(source[failed].str.strip(), errors="coerce", utc=True, format="ISO8601")
-            value = value.copy()
-            value[failed] = retry
-        value = value.dt.tz_localize(None)
+        if spec.timestamp_format:
+            value = _strptime(source.str.strip(), spec.timestamp_format, zone)
+        else:
+            value = _iso(source, zone)
+            failed = (value.isna() & series.notna()).to_numpy(bool)
+            if failed.any() and pd.api.types.is_string_dtype(source):  # a second chance with surrounding space stripped
+                value = value.copy()
+                value[failed] = _iso(source[failed].str.strip(), zone)
     value = value.astype("datetime64[us]")
     return value, _unreadable(series, value)
 
 
-def _parse_number(series: pd.Series) -> tuple[pd.Series, np.ndarray | None]:
+def _iso(text: pd.Series, zone: str) -> pd.Series:
+    """ISO 8601 text as naive UTC; text without an offset is in ``zone``."""
+    value = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601").dt.tz_localize(None)
+    if zone == "UTC" or not len(text):
+        return value
+    naive = ~text.str.strip().str.contains(_AWARE, regex=True).fillna(True).to_numpy(bool)
+    if naive.any():
+        value = value.copy()
+        value[naive] = _from_zone(value[naive], zone)
+    return value
+
+
+def _strptime(text: pd.Series, fmt: str, zone: str) -> pd.Series:
+    if "%z" in fmt or "%Z" in fmt:
+        return pd.to_datetime(text, errors="coerce", format=fmt, utc=True).dt.tz_localize(None)
+    return _from_zone(pd.to_datetime(text, errors="coerce", format=fmt), zone)
+
+
+def _from_zone(value: pd.Series, zone: str) -> pd.Series:
+    """Naive wall-clock times in ``zone`` as naive UTC (the repeated hour of a daylight-saving
+    change reads as standard time, the skipped hour moves forward)."""
+    if zone == "UTC":
+        return value
+    return (value.dt.tz_localize(zone, ambiguous=np.zeros(len(value), dtype=bool), nonexistent="shift_forward")
+            .dt.tz_convert("UTC").dt.tz_localize(None))
+
+
+def _parse_number(series: pd.Series, spec: TableSource = _DEFAULT) -> tuple[pd.Series, np.ndarray | None]:
     if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
         return series.astype("float64"), None
     text = _as_text(series)
+    if spec.thousands:
+        text = text.str.replace(spec.thousands, "", regex=False)
+    if spec.decimal != ".":
+        text = text.str.replace(".", "\0", regex=False).str.replace(spec.decimal, ".", regex=False)
     try:  # Arrow's cast is exact and fast; it refuses the whole column if one value is bad
         value = pd.Series(pc.cast(pyarrow.array(text, from_pandas=True), pyarrow.float64()).to_numpy(zero_copy_only=False),
                           index=series.index)
@@ -137,19 +223,21 @@ class _Parsed:
     unreadable: dict[str, np.ndarray]  # column -> rows whose value is present but not of the column's type
 
 
-def _parse_table(table: str, raw: pd.DataFrame) -> tuple[_Parsed, list[str]]:
-    """Parse the contract columns of ``raw``; fatal problems for columns with no readable value."""
+def _parse_table(table: str, raw: pd.DataFrame, spec: TableSource = _DEFAULT,
+                 ids: IdOptions | None = None) -> tuple[_Parsed, list[str]]:
+    """Parse the contract columns of ``raw`` (formats from ``spec``, ids normalised by
+    ``ids``); fatal problems for columns with no readable value."""
     columns, unreadable, problems = {}, {}, []
     for name, col in SCHEMAS[table].columns.items():
         if name not in raw.columns:
             continue
         kind, series, bad = col.metadata["kind"], raw[name], None
         if kind == ID:
-            value = _parse_id(series)
+            value = _parse_id(series, ids)
         elif kind == TIMESTAMP:
-            value, bad = _parse_timestamp(series)
+            value, bad = _parse_timestamp(series, spec)
         elif kind in (NUMBER, INTEGER):
-            value, bad = _parse_number(series)
+            value, bad = _parse_number(series, spec)
         elif kind == FLAG:
             value, bad = _parse_flag(series)
         elif kind == CATEGORY:
@@ -160,9 +248,10 @@ def _parse_table(table: str, raw: pd.DataFrame) -> tuple[_Parsed, list[str]]:
         if bad is not None:
             unreadable[name] = np.flatnonzero(bad)
             if len(unreadable[name]) > 1 and not value.notna().any():
-                examples = ", ".join(f"'{_one_line(v)}'" for v in _as_text(series.iloc[unreadable[name][:3]]))
-                problems.append(f"{table}: column '{name}' has no value readable as {_TYPE_NAMES[kind]} "
-                                f"(expected {col.description}; found {examples})")
+                shown = list(_as_text(series.iloc[unreadable[name][:3]]))
+                examples = ", ".join(f"'{_one_line(v)}'" for v in shown)
+                problems.append(f"{table}: column '{name}' has no value readable as {type_name(kind, spec)} "
+                                f"(expected {col.description}; found {examples}{format_hint(table, name, kind, shown)})")
         columns[name] = value
     extras = {c: raw[c] for c in raw.columns if c not in columns}
     return _Parsed(pd.DataFrame({**columns, **extras}, index=raw.index), unreadable), problems

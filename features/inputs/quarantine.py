@@ -16,13 +16,17 @@ import pyarrow
 import pyarrow.compute as pc
 from pandera.errors import SchemaErrors
 
+from features.inputs.config import SourceConfig, TableSource
 from features.inputs.contract import (CANONICAL_DTYPES, FLAG, ID_COLUMNS, INTEGER, NUMBER, SCHEMAS, TABLES, TEXT,
-                                      TIMESTAMP, _TYPE_NAMES, ContractError, ValidatedData)
-from features.inputs.parse import _arrow, _as_text, _one_line, _parse_table, _Parsed
+                                      TIMESTAMP, ContractError, ValidatedData)
+from features.inputs.parse import _arrow, _as_text, _one_line, _parse_table, _Parsed, type_name
 from features.io import write_atomic
 
 # Row order of the reasons within one row: by column, then by stage.
 _PARSE, _CHECK, _FUTURE, _UNKNOWN, _DUPLICATE = range(5)
+EARLIEST = pd.Timestamp("1990-01-01")
+# the rule a credit note breaks; with negative_amounts: returns it is a return instead
+_NEGATIVE = ("orders", "amount", "greater_than_or_equal_to")
 
 
 # -- reasons ------------------------------------------------------------------------------------
@@ -132,16 +136,20 @@ def _row_schema(table: str, columns: frozenset[str]) -> pa.DataFrameSchema:
     return schema.remove_columns(absent) if absent else schema
 
 
-def _parse_issues(table: str, parsed: _Parsed, raw: pd.DataFrame, position: dict[str, int]) -> list[_Issue]:
+def _parse_issues(table: str, parsed: _Parsed, raw: pd.DataFrame, position: dict[str, int],
+                  spec: TableSource) -> list[_Issue]:
     out = []
     for name, rows in parsed.unreadable.items():
         kind = SCHEMAS[table].columns[name].metadata["kind"]
         text = _as_text(raw[name].iloc[rows]).reset_index(drop=True)
-        out.append(_issue(table, name, "unreadable", rows, "'" + text + "' is not " + _TYPE_NAMES[kind], _PARSE, position))
+        out.append(_issue(table, name, "unreadable", rows, "'" + text + "' is not " + type_name(kind, spec), _PARSE, position))
     return out
 
 
-def _future_issues(table: str, parsed: _Parsed, data_end: pd.Timestamp, position: dict[str, int]) -> list[_Issue]:
+def _future_issues(table: str, parsed: _Parsed, data_end: pd.Timestamp, position: dict[str, int],
+                   earliest: pd.Timestamp = EARLIEST) -> list[_Issue]:
+    """Timestamps after the extract (the future of the data) or before ``earliest`` (a
+    placeholder such as 1900-01-01, not a real event)."""
     out = []
     for name, col in SCHEMAS[table].columns.items():
         if col.metadata["kind"] == TIMESTAMP and name in parsed.frame:
@@ -150,7 +158,39 @@ def _future_issues(table: str, parsed: _Parsed, data_end: pd.Timestamp, position
                 values = _timestamp_text(parsed.frame[name].iloc[rows])
                 out.append(_issue(table, name, "future", rows,
                                   values + f" is in the future of the data (after {data_end})", _FUTURE, position))
+            rows = np.flatnonzero((parsed.frame[name] < earliest).to_numpy(bool))
+            if len(rows):
+                values = _timestamp_text(parsed.frame[name].iloc[rows])
+                out.append(_issue(table, name, "implausible", rows,
+                                  values + f" is implausibly early (before {earliest.date()}; a placeholder date? "
+                                  "set validation.earliest for an older history)", _FUTURE, position))
     return out
+
+
+def _exact_duplicate_issue(con: duckdb.DuckDBPyConnection, table: str, raw: pd.DataFrame) -> list[_Issue]:
+    """Rows equal to an earlier row in every column, as read: the later copies."""
+    if not len(raw) or not len(raw.columns):
+        return []
+    data = pyarrow.Table.from_pandas(raw, preserve_index=False)
+    names = [f"c{i}" for i in range(data.num_columns)]
+    data = data.rename_columns(names).append_column("pos", pyarrow.array(np.arange(len(raw), dtype=np.int64)))
+    cols = ", ".join(names)
+    con.register("rows_as_read", data)
+    try:
+        found = con.execute(f"""
+            WITH h AS (SELECT pos, hash({cols}) AS h FROM rows_as_read),
+                 repeated AS (SELECT h FROM h GROUP BY h HAVING count(*) > 1),
+                 candidates AS (SELECT r.* FROM rows_as_read r JOIN h USING (pos) SEMI JOIN repeated USING (h)),
+                 firsts AS (SELECT pos, min(pos) OVER (PARTITION BY {cols}) AS first FROM candidates)
+            SELECT pos, first FROM firsts WHERE pos > first ORDER BY pos""").fetchnumpy()
+    finally:
+        con.unregister("rows_as_read")
+    rows = np.asarray(found["pos"], dtype=np.int64)
+    if not len(rows):
+        return []
+    text = "an exact copy of source_row " + pd.Series(np.asarray(found["first"], dtype=np.int64)).astype("str") \
+        + " (every column equal: a duplicated export row)"
+    return [_issue(table, "row", "exact_duplicate", rows, text, _DUPLICATE, {"row": -1})]
 
 
 def _sql(con: duckdb.DuckDBPyConnection, query: str, **tables: dict) -> dict[str, np.ndarray]:
@@ -278,7 +318,8 @@ def _canonical(table: str, frame: pd.DataFrame) -> pd.DataFrame:
     return frame.astype(casts) if casts else frame
 
 
-def validate_tables(raw: dict[str, pd.DataFrame], data_end: pd.Timestamp | None = None) -> ValidatedData:
+def validate_tables(raw: dict[str, pd.DataFrame], data_end: pd.Timestamp | None = None,
+                    source: SourceConfig | None = None, earliest: pd.Timestamp | None = None) -> ValidatedData:
     """Validate raw tables (as ``read_tables`` returns them) against the contract.
 
     Inputs: table -> raw frame (keys outside ``TABLES`` are ignored; the frames are not
@@ -286,8 +327,21 @@ def validate_tables(raw: dict[str, pd.DataFrame], data_end: pd.Timestamp | None 
     moment the extract was taken (default: now, UTC; tz-aware values are converted to
     naive UTC; a date means its midnight): every timestamp after it is quarantined.
     Output: ``ValidatedData`` (clean tables in canonical dtypes, quarantine with a reason
-    per row, reconciliation summary). Raises ``ContractError`` with every fatal problem.
+    per row, reconciliation summary). ``source`` gives each table's formats (timestamps,
+    zone, numbers), the id normalisation, order lines and credit notes; ``earliest`` the
+    first plausible timestamp (default 1990-01-01). Raises ``ContractError`` with every
+    fatal problem.
+
+    Order lines (``source.tables.orders.lines``): the rows are lines, and the clean orders
+    table has one row per order_id: amount the sum of its lines, ordered_at the earliest,
+    the other columns from its first line. An order with a quarantined line, or whose lines
+    name different customers or statuses, is quarantined whole (every line, with a reason);
+    the summary counts lines. Credit notes (``negative_amounts: returns``): an order whose
+    amount is negative becomes status ``refund`` with the amount returned (positive): a
+    return, never a purchase.
     """
+    source = source or SourceConfig()
+    earliest = EARLIEST if earliest is None else pd.Timestamp(earliest)
     data_end = _as_data_end(data_end)
     present = [t for t in TABLES if t in raw]
     problems = [] if "orders" in raw else ["orders: missing required table (expected orders.csv or orders.parquet)"]
@@ -298,18 +352,21 @@ def validate_tables(raw: dict[str, pd.DataFrame], data_end: pd.Timestamp | None 
     frames = {t: raw[t].reset_index(drop=True) for t in present}
     parsed = {}
     for table in present:
-        parsed[table], fatal = _parse_table(table, frames[table])
+        parsed[table], fatal = _parse_table(table, frames[table], source.table(table), source.ids)
         problems += fatal
     if problems:
         raise ContractError(problems)
 
     derived = "customers" not in raw
-    tables, quarantine, rows, counts = {}, {}, [], []
+    tables, quarantine, rows, counts, notes = {}, {}, [], [], []
     known = referenced = None  # customer ids kept / as read, once customers (or orders, if derived) is done
     with duckdb.connect() as con:
         for table in present:
             frame, p = frames[table], parsed[table]
-            issues = _row_issues(con, table, frame, p, data_end, known, referenced, derived)
+            spec = source.table(table)
+            issues = _row_issues(con, table, frame, p, data_end, known, referenced, derived, spec, earliest)
+            if table == "cancellations" and "orders" in tables:
+                issues += _cancelled_before_buying(con, p, tables["orders"], {c: i for i, c in enumerate(SCHEMAS[table].columns)})
             reasons = _combine(issues)
             bad = reasons.index.to_numpy(dtype="int64")
             clean = p.frame
@@ -318,9 +375,13 @@ def validate_tables(raw: dict[str, pd.DataFrame], data_end: pd.Timestamp | None 
                 keep[bad] = False
                 # column by column: several times faster than frame[keep] on Arrow strings
                 clean = pd.DataFrame({c: clean[c][keep].reset_index(drop=True) for c in clean.columns})
+            if table == "orders":
+                clean, kept_lines = _as_orders(con, clean, spec)
+                if spec.lines:
+                    notes.append(f"orders: {kept_lines:,} order lines kept as {len(clean):,} orders (source.tables.orders.lines)")
             tables[table] = _canonical(table, clean)
             quarantine[table] = _quarantine_frame(frame, bad, reasons)
-            rows.append({"table": table, "rows_read": len(frame), "rows_kept": len(clean), "rows_quarantined": len(bad)})
+            rows.append({"table": table, "rows_read": len(frame), "rows_kept": len(frame) - len(bad), "rows_quarantined": len(bad)})
             counts += [{"table": table, "column": i.column, "check": i.check, "rows": len(i.rows),
                         "example": i.messages.iloc[0]} for i in issues]
             if table == "customers" or (table == "orders" and derived):
@@ -329,7 +390,8 @@ def validate_tables(raw: dict[str, pd.DataFrame], data_end: pd.Timestamp | None 
                 known = _arrow(tables["customers"]["customer_id"])
                 referenced = _arrow(p.frame["customer_id"])
 
-    notes = ["customers: derived from orders (one row per customer, created_at = the first order)"] if derived else []
+    if derived:
+        notes.insert(0, "customers: derived from orders (one row per customer, created_at = the first order)")
     return ValidatedData(
         tables={t: tables[t] for t in TABLES if t in tables},
         quarantine=quarantine,
@@ -341,22 +403,122 @@ def validate_tables(raw: dict[str, pd.DataFrame], data_end: pd.Timestamp | None 
 
 
 def _row_issues(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame, parsed: _Parsed,
-                data_end: pd.Timestamp, known, referenced, derived: bool) -> list[_Issue]:
-    """Every row problem of one table: unreadable values, the pandera rules, the future,
-    unknown customers, then repeated ids (decided among the rows without other problems)."""
+                data_end: pd.Timestamp, known, referenced, derived: bool, spec: TableSource,
+                earliest: pd.Timestamp = EARLIEST) -> list[_Issue]:
+    """Every row problem of one table: unreadable values, the pandera rules, implausible
+    times, unknown customers, exact copies of earlier rows, then repeated ids (decided among
+    the rows without other problems) or, for order lines, incomplete and inconsistent orders."""
     position = {c: i for i, c in enumerate(SCHEMAS[table].columns)}
-    issues = _parse_issues(table, parsed, frame, position)
+    issues = _parse_issues(table, parsed, frame, position, spec)
     schema_issues, fatal = _schema_issues(table, parsed, frame, position)
     if fatal:
         raise ContractError(fatal)
-    issues += schema_issues + _future_issues(table, parsed, data_end, position)
+    if table == "orders" and (spec.lines or spec.negative_amounts == "returns"):
+        # a negative line is judged by its order's total (lines) or read as a credit note (returns)
+        schema_issues = [i for i in schema_issues if (table, i.column, i.check) != _NEGATIVE]
+    issues += schema_issues + _future_issues(table, parsed, data_end, position, earliest)
     if known is not None:
         issues += _unknown_issue(con, table, parsed, known, referenced, derived, position)
+    copies = _exact_duplicate_issue(con, table, frame)
+    issues += copies
     flagged = np.zeros(len(frame), dtype=bool)
     for issue in issues:
         flagged[issue.rows] = True
-    issues += _duplicate_issues(con, table, parsed, flagged, position)
+    if table == "orders" and spec.lines:
+        issues += _line_issues(con, parsed, flagged, spec, position)
+    else:  # an exact copy says so; its repeated id is not a second reason
+        for issue in _duplicate_issues(con, table, parsed, flagged, position):
+            if copies:
+                keep = ~np.isin(issue.rows, copies[0].rows)
+                issue = _Issue(issue.rows[keep], issue.messages[keep].reset_index(drop=True), issue.order,
+                               issue.column, issue.check)
+            issues.append(issue)
     return [i for i in issues if len(i.rows)]
+
+
+def _line_issues(con: duckdb.DuckDBPyConnection, parsed: _Parsed, flagged: np.ndarray, spec: TableSource,
+                 position: dict[str, int]) -> list[_Issue]:
+    """Order lines that cannot form a correct order: the other lines of an order with a
+    quarantined line (its total would be wrong), every line of an order whose lines name
+    different customers or statuses, and (unless credit notes are returns) every line of an
+    order whose total is negative."""
+    f = parsed.frame
+    cols = {"id": _arrow(f["order_id"]), "pos": np.arange(len(f), dtype=np.int64), "bad": flagged,
+            "customer": _arrow(f["customer_id"]), "amount": f["amount"].to_numpy(dtype="float64", na_value=np.nan),
+            "status": _arrow(f["status"]) if "status" in f else pyarrow.nulls(len(f), pyarrow.string())}
+    found = _sql(con, """
+        WITH o AS (SELECT id, min(CASE WHEN bad THEN pos END) AS bad_line, count(DISTINCT customer) AS customers,
+                          count(DISTINCT status) AS statuses, sum(CASE WHEN NOT bad THEN amount END) AS total,
+                          string_agg(DISTINCT '''' || customer || '''', ', ' ORDER BY '''' || customer || '''') AS names
+                   FROM ev WHERE id IS NOT NULL GROUP BY id
+                   HAVING bad_line IS NOT NULL OR customers > 1 OR statuses > 1 OR total < 0)
+        SELECT ev.pos, ev.bad, o.bad_line, o.customers, o.statuses, o.total, o.names
+        FROM ev JOIN o USING (id) ORDER BY ev.pos""", ev=cols)
+    rows, out = np.asarray(found["pos"], dtype=np.int64), []
+    if not len(rows):
+        return out
+    ids = f["order_id"].iloc[rows].reset_index(drop=True)
+    bad_line = pd.Series(found["bad_line"]).astype("Int64")
+    incomplete = (~np.asarray(found["bad"], dtype=bool)) & bad_line.notna().to_numpy()
+    mixed = np.asarray(found["customers"]) > 1
+    statuses = np.asarray(found["statuses"]) > 1
+    negative = (np.asarray(found["total"], dtype=float) < 0) & (spec.negative_amounts != "returns")
+    if incomplete.any():
+        msg = ("'" + ids[incomplete] + "' has a quarantined line (source_row "
+               + bad_line[incomplete].astype("str") + "): the order's total would be wrong")
+        out.append(_issue("orders", "order_id", "incomplete_order", rows[incomplete], msg, _DUPLICATE, position))
+    if mixed.any():
+        names = pd.Series(found["names"], dtype="str")[mixed]
+        msg = "the lines of order '" + ids[mixed] + "' name different customers (" + names + ")"
+        out.append(_issue("orders", "customer_id", "mixed_order", rows[mixed], msg, _DUPLICATE, position))
+    if statuses.any():
+        msg = "the lines of order '" + ids[statuses] + "' have different statuses"
+        out.append(_issue("orders", "status", "mixed_order", rows[statuses], msg, _DUPLICATE, position))
+    if negative.any():
+        totals = pd.Series(np.asarray(found["total"], dtype=float)[negative]).round(2).astype("str")
+        msg = ("order '" + ids[negative].reset_index(drop=True) + "' sums to " + totals
+               + " (expected >= 0; a credit note? set source.tables.orders.negative_amounts: returns)")
+        out.append(_issue("orders", "amount", "negative_order", rows[negative], msg, _CHECK, position))
+    return out
+
+
+def _as_orders(con: duckdb.DuckDBPyConnection, clean: pd.DataFrame, spec: TableSource) -> tuple[pd.DataFrame, int]:
+    """The clean orders: order lines summed into orders (``spec.lines``), negative amounts as
+    credit notes (status ``refund``, the amount returned) under ``negative_amounts: returns``.
+    Also returns how many rows (lines) went in."""
+    lines = len(clean)
+    if spec.lines and lines:
+        found = _sql(con, """SELECT min(pos) AS first, min(t) AS t, sum(amount) AS amount FROM ev
+                             GROUP BY id ORDER BY first""",
+                     ev={"id": _arrow(clean["order_id"]), "pos": np.arange(lines, dtype=np.int64),
+                         "t": _arrow(clean["ordered_at"]), "amount": clean["amount"].to_numpy(dtype="float64")})
+        first = np.asarray(found["first"], dtype=np.int64)
+        clean = pd.DataFrame({c: clean[c].iloc[first].reset_index(drop=True) for c in clean.columns})
+        clean = clean.assign(ordered_at=pd.Series(found["t"]).astype("datetime64[us]"),
+                             amount=np.asarray(found["amount"], dtype="float64"))
+    if spec.negative_amounts == "returns" and len(clean):
+        credit = (clean["amount"] < 0).to_numpy(bool)
+        if credit.any():
+            status = clean["status"] if "status" in clean else pd.Series(None, index=clean.index, dtype="str")
+            clean = clean.assign(status=status.mask(credit, "refund"), amount=clean["amount"].abs())
+    return clean, lines
+
+
+def _cancelled_before_buying(con: duckdb.DuckDBPyConnection, parsed: _Parsed, orders: pd.DataFrame,
+                             position: dict[str, int]) -> list[_Issue]:
+    """Cancellations dated before the customer's first kept order: a client cannot leave
+    before becoming one (such a row would hide a customer who then orders for years)."""
+    f = parsed.frame
+    found = _sql(con, """SELECT ev.pos, o.first FROM ev JOIN (SELECT id, min(t) AS first FROM orders GROUP BY id) o
+                         USING (id) WHERE ev.t < o.first ORDER BY ev.pos""",
+                 ev={"id": _arrow(f["customer_id"]), "t": _arrow(f["cancelled_at"]), "pos": np.arange(len(f), dtype=np.int64)},
+                 orders={"id": _arrow(orders["customer_id"]), "t": _arrow(orders["ordered_at"])})
+    rows = np.asarray(found["pos"], dtype=np.int64)
+    if not len(rows):
+        return []
+    msg = (_timestamp_text(f["cancelled_at"].iloc[rows]) + " is before the customer's first order ("
+           + _timestamp_text(pd.Series(found["first"]).astype("datetime64[us]")) + "): a client cannot leave before buying")
+    return [_issue("cancellations", "cancelled_at", "before_first_order", rows, msg, _CHECK, position)]
 
 
 def _derive_customers(con: duckdb.DuckDBPyConnection, orders: pd.DataFrame) -> pd.DataFrame:

@@ -195,9 +195,11 @@ def test_a_column_with_no_readable_value_is_fatal_but_one_bad_value_is_not(tmp_p
         load_data(write(tmp_path / "a", orders=orders), data_end=END)
     assert err.value.problems == [
         "orders: column 'ordered_at' has no value readable as an ISO 8601 timestamp (expected ordered_at, when the "
-        "order was placed (a timestamp); found '01/02/2024', '02/02/2024', '03/02/2024')",
+        "order was placed (a timestamp); found '01/02/2024', '02/02/2024', '03/02/2024'; set "
+        "source.tables.orders.timestamp_format, e.g. '%d/%m/%Y' (day and month order as in your export))",
         "orders: column 'amount' has no value readable as a number (expected amount >= 0, the order value; "
-        "found 'ten', 'twenty', '5,5')"]
+        "found 'ten', 'twenty', '5,5'; set source.tables.orders.decimal: ',' (or thousands: ',' if the comma "
+        "separates thousands))"]
     single = {**ORDERS, "order_id": ["o1"], "customer_id": ["a"], "ordered_at": ["yesterday"], "amount": [1.0]}
     result = load_data(write(tmp_path / "b", orders=single), data_end=END)
     assert_reconciled(result)
@@ -225,8 +227,12 @@ ROW_CASES = {
                                          "cancellations.customer_id: 'zz' is not in customers"),
     "duplicate order_id": (with_row("orders", order_id="o2"), "orders",
                            "orders.order_id: 'o2' is a duplicate id (first kept at source_row 1)"),
-    "duplicate complaint_id": (with_row("complaints", complaint_id="k1"), "complaints",
+    "duplicate complaint_id": (with_row("complaints", complaint_id="k1", severity="low"), "complaints",
                                "complaints.complaint_id: 'k1' is a duplicate id (first kept at source_row 0)"),
+    "exact copy of a row": (with_row("nps"), "nps",
+                            "nps.row: an exact copy of source_row 0 (every column equal: a duplicated export row)"),
+    "exact copy of an order": (with_row("orders"), "orders",
+                               "orders.row: an exact copy of source_row 0 (every column equal: a duplicated export row)"),
     "duplicate customer": (with_row("customers", customer_id="b"), "customers",
                            "customers.customer_id: 'b' is a duplicate id (first kept at source_row 1)"),
     "unreadable timestamp": (with_row("orders", order_id="o9", ordered_at="31/12/2024"), "orders",
@@ -246,7 +252,7 @@ ROW_CASES = {
                           "interactions.direction: 'sideways' is not one of outbound, inbound"),
     "missing direction": (with_row("interactions", direction=None), "interactions", "interactions.direction: missing"),
     "invalid status": (with_row("orders", order_id="o9", status="lost"), "orders",
-                       "orders.status: 'lost' is not one of completed, returned, cancelled"),
+                       "orders.status: 'lost' is not one of completed, returned, cancelled, refund"),
     "invalid severity": (with_row("complaints", complaint_id="k9", severity="urgent"), "complaints",
                          "complaints.severity: 'urgent' is not one of low, medium, high"),
     "invalid public flag": (with_row("complaints", complaint_id="k9", public="maybe"), "complaints",
