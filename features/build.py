@@ -168,10 +168,13 @@ class _Cutoff:
             cols[f"orders_{w}d"] = o.count(inside)[keys].astype("float64")
             cols[f"amount_{w}d"] = o.total(o.cols["amount"], inside)[keys]
             if w == 365:
-                cols["returns_365d"] = o.count(inside & o.cols["returned"])[keys].astype("float64")
+                refunds = self.h.refunds
+                credit = refunds.count((refunds.t < c) & (refunds.t >= c - w * DAY))[keys]
+                cols["returns_365d"] = (o.count(inside & o.cols["returned"])[keys] + credit).astype("float64")
         cols["orders_total"] = _where(has, n)
         cols["amount_total"] = _where(has, o.total(o.cols["amount"], self.order_before)[keys])
-        cols["returns_total"] = _where(has, o.count(self.order_before & o.cols["returned"])[keys])
+        credit = self.h.refunds.count(self.h.refunds.t < c)[keys]
+        cols["returns_total"] = _where(has, o.count(self.order_before & o.cols["returned"])[keys] + credit)
         cols["last_gap_days"] = _where(has, p.order_gap[self.last_row])
         cols["max_gap_days"] = segment_max(p.order_gap, o.start[keys], o.start[keys] + self.n_orders[keys])
         mean_gap = _where(has & (n > 1), _days(self.last_t, self.first_t) / np.maximum(n - 1, 1))

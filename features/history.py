@@ -38,9 +38,10 @@ MAX_ATTRIBUTE_LEVELS = 50
 Source = pd.DataFrame | str | Path
 
 # Each input table as the engine reads it: canonical names, only the columns it needs.
-# Orders with status 'cancelled' never happened as far as every feature is concerned.
+# Orders with status 'cancelled' never happened as far as every feature is concerned; a
+# 'refund' (a credit note) is a return, never a purchase: only the returns features read it.
 _VIEWS = {
-    "orders": "SELECT customer_id, ordered_at AS t, amount, {returned} AS returned FROM {src} WHERE {counted}",
+    "orders": "SELECT customer_id, ordered_at AS t, amount, {returned} AS returned, {refund} AS refund FROM {src} WHERE {counted}",
     "interactions": "SELECT customer_id, occurred_at AS t, direction = 'outbound' AS outbound, channel FROM {src}",
     "nps": "SELECT customer_id, answered_at AS t, score FROM {src}",
     "complaints": "SELECT {complaint_id} AS complaint_id, customer_id, opened_at, resolved_at, {severity} AS severity, "
@@ -282,6 +283,7 @@ class History:
         sql = _VIEWS[name].format(
             src=src,
             counted="status IS DISTINCT FROM 'cancelled'" if "status" in cols else "TRUE",
+            refund="coalesce(status = 'refund', FALSE)" if "status" in cols else "FALSE",
             returned="coalesce(status = 'returned', FALSE)" if "status" in cols else "FALSE",
             complaint_id="CAST(complaint_id AS VARCHAR)" if "complaint_id" in cols else "NULL::VARCHAR",
             severity="severity" if "severity" in cols else "NULL::VARCHAR",
@@ -344,7 +346,7 @@ class History:
         c = _lit(last_cutoff)
         # orders: everything before the last cutoff, and the label window after it
         bound = (f"t <= {c} + INTERVAL {int(order_horizon_days)} DAY" if order_horizon_days is not None else f"t < {c}")
-        orders = f"""SELECT d.k, epoch_us(o.t) AS t, o.amount, o.returned
+        orders = f"""SELECT d.k, epoch_us(o.t) AS t, o.amount, o.returned, o.refund
                      FROM orders o LEFT JOIN ids d ON d.id = o.customer_id WHERE {bound} ORDER BY d.k, o.t"""
         # validated data has every ordering customer in customers: key those; if an order's
         # customer is missing there (unvalidated frames), key the union of both tables
@@ -362,6 +364,12 @@ class History:
                 self.prefetch(None, first_span)
             r = self._fetch(orders)
         n = self.customers
+        refund = np.asarray(r["refund"], dtype=bool)
+        if refund.any():  # credit notes: returns, never purchases
+            self.refunds = Events(np.asarray(r["k"])[refund], np.asarray(r["t"])[refund], n)
+            r = {name: np.asarray(v)[~refund] for name, v in r.items()}
+        else:
+            self.refunds = Events(np.zeros(0, np.int64), np.zeros(0, np.int64), n)
         self.orders = Runs(r["k"], r["t"], n, dict(amount=np.asarray(r["amount"], dtype=float),
                                                    returned=np.asarray(r["returned"], dtype=bool)))
         del r

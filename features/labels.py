@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from features.build import build_features, build_population, parquet_sql
@@ -34,9 +35,60 @@ def _range(source, col: str) -> tuple:
     return (source[col].min(), source[col].max()) if len(source) else (None, None)
 
 
+STRAY_GAP_DAYS = 30
+STRAY_SHARE = 0.005
+
+
+def _event_days(source, col: str) -> pd.DataFrame:
+    """Events per day (``day``: int64 days since the epoch, ``n``) of a frame or Parquet file."""
+    con = duckdb.connect()
+    if isinstance(source, (str, Path)):
+        src = parquet_sql(source)
+    else:
+        con.register("events", source[[col]])
+        src = "events"
+    return con.execute(f"""SELECT CAST(floor(epoch_us({col}) / 86400000000) AS BIGINT) AS day, count(*) AS n
+                           FROM {src} WHERE {col} IS NOT NULL GROUP BY day ORDER BY day""").df()
+
+
+def stray_tail(tables: dict) -> tuple[pd.Timestamp | None, int]:
+    """Events that lie far beyond the rest of the data: after the first silence of more than
+    ``STRAY_GAP_DAYS`` days (no event in any table) that is followed by fewer than
+    ``STRAY_SHARE`` of all events. Returns (the last timestamp before that silence, the
+    number of events after it), or (None, 0) when there is no stray tail. One mistyped
+    order in 2031 must not move everyone's scoring date."""
+    days = pd.concat([_event_days(tables[t], col) for t, col in TIME_COLUMNS.items() if t in tables])
+    if not len(days):
+        return None, 0
+    days = days.groupby("day", as_index=False)["n"].sum().sort_values("day")
+    d, n = days["day"].to_numpy(), days["n"].to_numpy()
+    total = n.sum()
+    after = total - np.cumsum(n)  # events after each day
+    for i in np.flatnonzero(np.diff(d) > STRAY_GAP_DAYS):
+        if after[i] < STRAY_SHARE * total:
+            last = max(_latest_before(tables[t], col, int(d[i] + 1)) for t, col in TIME_COLUMNS.items() if t in tables)
+            return pd.Timestamp(last), int(after[i])
+    return None, 0
+
+
+def _latest_before(source, col: str, day: int) -> pd.Timestamp:
+    bound = f"TIMESTAMP '{pd.Timestamp(day, unit='D')}'"
+    con = duckdb.connect()
+    if isinstance(source, (str, Path)):
+        src = parquet_sql(source)
+    else:
+        con.register("events", source[[col]])
+        src = "events"
+    value = con.execute(f"SELECT max({col}) FROM {src} WHERE {col} < {bound}").fetchall()[0][0]
+    return pd.Timestamp(value) if value is not None else pd.Timestamp.min
+
+
 def data_end(tables: dict) -> pd.Timestamp:
-    """The latest event timestamp in the data: the end of what has been observed. ``tables``
-    holds validated frames or paths to validated Parquet files."""
+    """The end of what has been observed: the latest event timestamp, ignoring a stray tail
+    (``stray_tail``). ``tables`` holds validated frames or paths to validated Parquet files."""
+    end, _ = stray_tail(tables)
+    if end is not None:
+        return end
     ends = [_range(tables[t], col)[1] for t, col in TIME_COLUMNS.items() if t in tables]
     return pd.Timestamp(max(e for e in ends if e is not None and not pd.isna(e)))
 
@@ -44,6 +96,35 @@ def data_end(tables: dict) -> pd.Timestamp:
 def default_as_of(tables: dict[str, pd.DataFrame]) -> pd.Timestamp:
     """The scoring date by default: the end of the last day in the data (every fact is known)."""
     return (data_end(tables) + pd.Timedelta(days=1)).normalize()
+
+
+def check_as_of(tables: dict, as_of: pd.Timestamp, horizon_days: int, name: str = "--as-of") -> list[str]:
+    """Whether the data can describe its clients at ``as_of``: ``ValueError`` before the first
+    order or more than one horizon after the end of the data; a warning (returned) more than
+    7 days after it, or when a stray tail was set aside."""
+    as_of = pd.Timestamp(as_of)
+    first = _range(tables["orders"], "ordered_at")[0]
+    if first is None or pd.isna(first):
+        raise ValueError("orders: no order to score from")
+    if as_of <= pd.Timestamp(first):
+        raise ValueError(f"{name} {as_of.date()} is before the first order ({pd.Timestamp(first).date()}): "
+                         "nobody was a client yet")
+    end = data_end(tables)
+    warnings = []
+    stray_end, stray = stray_tail(tables)
+    if stray_end is not None:
+        warnings.append(f"{stray:,} event(s) lie more than {STRAY_GAP_DAYS} days after the rest of the data "
+                        f"(which ends {stray_end.date()}): they are set aside for the default date and the labels; "
+                        "check their timestamps in the export")
+    late = (as_of - end) / pd.Timedelta(days=1)
+    if late > horizon_days:
+        raise ValueError(f"{name} {as_of.date()} is {late:.0f} days after the end of the data ({end.date()}), more "
+                         f"than the {horizon_days}-day horizon: every client would look gone; refresh the extract "
+                         "or score an earlier date")
+    if late > 7:
+        warnings.append(f"{name} {as_of.date()} is {late:.0f} days after the end of the data ({end.date()}): "
+                        "recent orders may be missing from the extract, and the silence since then counts as risk")
+    return warnings
 
 
 def labelled_cutoffs(tables: dict[str, pd.DataFrame], horizon_days: int, *, freq: str = "MS",

@@ -24,7 +24,8 @@ err = Console(stderr=True, soft_wrap=True)
 HomeOpt = Annotated[Path, typer.Option("--home", envvar="CHURN_HOME",
                                        help="Folder for everything a run writes (Prefect state, MLflow store, reports).")]
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="YAML settings file (see configs/default.yaml); flags override it.")]
-DataOpt = Annotated[Path, typer.Option("--data", help="Folder with one Parquet or CSV file per table (orders required).")]
+DataOpt = Annotated[Optional[Path], typer.Option("--data", help="Folder of exports, one Parquet or CSV file per table "
+                                                 "(orders required); overrides source.path of the config.")]
 
 
 def prepare_environment(home: Path) -> Path:
@@ -62,20 +63,40 @@ def _contract_errors(exc) -> None:
     err.print(f"[red]The input data does not meet the contract ({len(exc.problems)} problem(s)):[/red]")
     for problem in exc.problems:
         err.print(f"  - {problem}", highlight=False)
-    err.print("See the input contract in README.md.")
+    err.print("See the input contract and `Use your own data` in README.md.")
     raise typer.Exit(2)
 
 
 def _parse_date(value: Optional[str], name: str):
-    import pandas as pd
+    """An ISO 8601 date flag as naive UTC (an offset is converted); exit 2 otherwise."""
+    from features.inputs.dates import parse_iso
 
     if value is None:
         return None
     try:
-        return pd.Timestamp(value).tz_localize(None) if pd.Timestamp(value).tzinfo else pd.Timestamp(value)
+        return parse_iso(value, name)
     except ValueError as exc:
-        err.print(f"[red]{name}:[/red] {value!r} is not a date (expected e.g. 2025-06-01)")
+        err.print(f"[red]{exc}[/red]", highlight=False)
         raise typer.Exit(2) from exc
+
+
+def _data_dir(data: Optional[Path], settings) -> Optional[Path]:
+    """The folder of exports: --data, else source.path; None for a SQL source. Exit 2 when a
+    files source has neither."""
+    if settings.source.kind == "sql":
+        if data is not None:
+            err.print("[yellow]--data is ignored: the config's source is a SQL database[/yellow]")
+        return None
+    folder = data if data is not None else settings.source.path
+    if folder is None:
+        err.print("[red]no data:[/red] give --data DIR or source.path in the --config file")
+        raise typer.Exit(2)
+    return Path(folder).resolve()
+
+
+def _warn(lines) -> None:
+    for line in lines:
+        err.print(f"[yellow]warning:[/yellow] {line}", highlight=False)
 
 
 @app.command()
@@ -102,33 +123,43 @@ def simulate(
 
 @app.command()
 def validate(
-    data: DataOpt,
+    data: DataOpt = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Where to write quarantine_<table>.csv and validation_summary.csv (default: <home>/validation).")] = None,
+    config: ConfigOpt = None,
     home: HomeOpt = Path(".churn"),
 ):
-    """Check a data folder against the input contract; quarantine bad rows with a reason each.
+    """Check the input (a folder, or the config's source) against the contract; quarantine bad rows with a reason each.
 
-    Exit code 0: valid (possibly with quarantined rows); 2: a fatal problem (missing table,
-    column or unreadable file), one line per problem.
+    Exit code 0: valid (possibly with quarantined rows); 2: a fatal problem, one line per
+    problem: a missing table, column or unreadable file, or an extract the gate stops (a
+    table with more than validation.max_quarantined_share of its rows quarantined, events
+    of unknown customers above validation.max_unknown_customer_share, no orders). The
+    quarantine is written in both cases.
     """
-    from features.inputs import ContractError, format_summary, load_data, write_quarantine
+    from features.inputs import ContractError, format_summary, gate_warnings, validate_source
 
+    settings = _settings(config)
     home = prepare_environment(home)
+    folder = _data_dir(data, settings)
+    target = out or home / "validation"
     try:
-        result = load_data(data)
+        result, paths = validate_source(settings.source, settings.validation, folder, target)
     except ContractError as exc:
+        if exc.result is not None:
+            console.print(format_summary(exc.result), highlight=False)
+            console.print(f"quarantine and summary written to {target}", highlight=False)
         _contract_errors(exc)
-    paths = write_quarantine(result, out or home / "validation")
     console.print(format_summary(result), highlight=False)
+    _warn(gate_warnings(result))
     for path in paths.values():
         console.print(f"wrote {path}", highlight=False)
 
 
 @app.command()
 def features(
-    data: DataOpt,
-    cutoff: Annotated[list[str], typer.Option("--cutoff", help="Cutoff date, repeatable: features read only facts strictly before it.")],
+    cutoff: Annotated[list[str], typer.Option("--cutoff", help="Cutoff date (ISO 8601), repeatable: features read only facts strictly before it.")],
     out: Annotated[Path, typer.Option("--out", help="Output file (.parquet or .csv).")],
+    data: DataOpt = None,
     labels: Annotated[bool, typer.Option("--labels", help="Add each client's label (former client within the horizon after the cutoff) and keep only cutoffs whose horizon is observed: a training set.")] = False,
     horizon_days: Annotated[Optional[int], typer.Option("--horizon-days", min=1, help="Label horizon with --labels (default from config: 90).")] = None,
     config: ConfigOpt = None,
@@ -139,17 +170,25 @@ def features(
     import pandas as pd
 
     from features.build import build_features, feature_columns, skipped_groups
-    from features.inputs import ContractError, load_data
+    from features.inputs import ContractError, gate_warnings, validate_source
     from features.io import write_frame
-    from features.labels import build_training_set
+    from features.labels import build_training_set, check_as_of
 
     settings = _settings(config, **{"labels.horizon_days": horizon_days})
-    prepare_environment(home)
+    home = prepare_environment(home)
+    folder = _data_dir(data, settings)
     cutoffs = sorted({_parse_date(c, "--cutoff") for c in cutoff})
     try:
-        result = load_data(data)
+        result, _paths = validate_source(settings.source, settings.validation, folder, home / "validation")
     except ContractError as exc:
         _contract_errors(exc)
+    _warn(gate_warnings(result))
+    try:  # with --labels, a cutoff whose label window is not observed is left out (and named) instead
+        for c in [] if labels else cutoffs:
+            _warn(check_as_of(result.tables, c, settings.labels.horizon_days, name="--cutoff"))
+    except ValueError as exc:
+        err.print(f"[red]{exc}[/red]", highlight=False)
+        raise typer.Exit(2) from exc
     for group, why in skipped_groups(result.tables).items():
         err.print(f"[yellow]skipped feature group {group}:[/yellow] {why}")
     if labels:
@@ -169,7 +208,7 @@ def features(
 
 @app.command()
 def train(
-    data: DataOpt,
+    data: DataOpt = None,
     config: ConfigOpt = None,
     horizon_days: Annotated[Optional[int], typer.Option("--horizon-days", min=1, help="Label horizon (default from config: 90).")] = None,
     tune: Annotated[int, typer.Option("--tune", min=0, help="Optuna trials of hyper-parameter search on the validation cutoffs (0 = off); trials are logged to MLflow.")] = 0,
@@ -181,8 +220,9 @@ def train(
     from features.inputs import ContractError
     from pipelines.flows import train_flow
 
+    folder = _data_dir(data, settings)
     try:
-        result = train_flow(Path(data).resolve(), settings, home, tune_trials=tune)
+        result = train_flow(folder, settings, home, tune_trials=tune)
     except ContractError as exc:
         _contract_errors(exc)
     except ValueError as exc:
@@ -212,9 +252,9 @@ def _print_training(result) -> None:
 
 @app.command()
 def score(
-    data: DataOpt,
     out: Annotated[Path, typer.Option("--out", help="Folder for at_risk.parquet and at_risk.csv.")],
-    as_of: Annotated[Optional[str], typer.Option("--as-of", help="Score as of this date (default: the end of the last day in the data).")] = None,
+    data: DataOpt = None,
+    as_of: Annotated[Optional[str], typer.Option("--as-of", help="Score as of this ISO 8601 date (default: the end of the last day in the data); refused before the first order or more than one horizon after the data.")] = None,
     model: Annotated[Optional[str], typer.Option("--model", help="MLflow model URI (default: models:/<name>@champion).")] = None,
     config: ConfigOpt = None,
     home: HomeOpt = Path(".churn"),
@@ -226,13 +266,15 @@ def score(
     from features.inputs import ContractError
     from pipelines.flows import score_flow
 
+    folder = _data_dir(data, settings)
     try:
-        result = score_flow(Path(data).resolve(), Path(out).resolve(), settings, home, as_of=when, model_uri=model)
+        result = score_flow(folder, Path(out).resolve(), settings, home, as_of=when, model_uri=model)
     except ContractError as exc:
         _contract_errors(exc)
-    except LookupError as exc:
-        err.print(f"[red]{exc}[/red]")
+    except (LookupError, ValueError) as exc:
+        err.print(f"[red]cannot score:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from exc
+    _warn(result.warnings)
     console.print(f"{result.rows:,} clients scored as of {result.as_of.date()} with model version "
                   f"{result.model_version}:", highlight=False)
     for path in (result.html, result.xlsx, result.csv, result.parquet):

@@ -16,7 +16,7 @@ from prefect.cache_policies import NO_CACHE
 from features import build, labels
 from features.catalogue import catalogue_frame, feature_group
 from features.config import FeatureConfig
-from features.inputs import ValidatedData, format_summary, load_data, write_quarantine
+from features.inputs import ValidatedData, describe_source, format_summary, gate_warnings, validate_source
 from models import evaluate, registry, report, score, train
 from models.card import markdown_table, model_card
 from pipelines.settings import Settings
@@ -46,14 +46,18 @@ class ScoreResult:
     rows: int
     as_of: pd.Timestamp
     model_version: str | None
+    warnings: list[str] = field(default_factory=list)
 
 
 @task(cache_policy=NO_CACHE)
-def validate_task(data_dir: Path, out_dir: Path) -> ValidatedData:
-    """Read and validate the input folder; write the quarantine and summary under ``out_dir``."""
-    result = load_data(Path(data_dir))
-    write_quarantine(result, Path(out_dir))
-    get_run_logger().info("validated %s\n%s", data_dir, format_summary(result))
+def validate_task(data_dir: Path | None, settings: Settings, out_dir: Path) -> ValidatedData:
+    """Read, map and validate the input (``data_dir`` or the settings' source); write the
+    quarantine and summary under ``out_dir``; a bad extract stops here (``ContractError``)."""
+    result, _ = validate_source(settings.source, settings.validation, data_dir, Path(out_dir))
+    logger = get_run_logger()
+    logger.info("validated %s\n%s", describe_source(settings.source, data_dir), format_summary(result))
+    for warning in gate_warnings(result):
+        logger.warning(warning)
     return result
 
 
@@ -102,9 +106,9 @@ def data_fingerprint(validated: ValidatedData) -> dict:
 
 
 @flow(name="validate")
-def validate_flow(data_dir: Path, out_dir: Path) -> ValidatedData:
-    """Validate an input folder: quarantine bad rows with reasons, write the summary."""
-    return validate_task(data_dir, out_dir)
+def validate_flow(data_dir: Path | None, settings: Settings, out_dir: Path) -> ValidatedData:
+    """Validate the input: quarantine bad rows with reasons, write the summary."""
+    return validate_task(data_dir, settings, out_dir)
 
 
 @task(cache_policy=NO_CACHE)
@@ -118,13 +122,13 @@ def training_set_task(tables: dict, settings: Settings) -> tuple[pd.DataFrame, l
 
 
 @flow(name="train")
-def train_flow(data_dir: Path, settings: Settings, home: Path, tune_trials: int = 0) -> TrainResult:
+def train_flow(data_dir: Path | None, settings: Settings, home: Path, tune_trials: int = 0) -> TrainResult:
     """validate -> labelled cutoffs -> labels -> features -> purged time split -> LightGBM ->
     calibration -> holdout metrics and baselines on the latest labelled cutoff -> backtest ->
     MLflow run + registered model (challenger; champion if it passes the gate)."""
     logger = get_run_logger()
     home = Path(home)
-    validated = validate_task(data_dir, home / "validation")
+    validated = validate_task(data_dir, settings, home / "validation")
     tables = validated.tables
     frame, cutoffs = training_set_task(tables, settings)
     split = train.split_cutoffs(cutoffs, horizon_days=settings.labels.horizon_days,
@@ -171,7 +175,7 @@ def train_flow(data_dir: Path, settings: Settings, home: Path, tune_trials: int 
                 "active_window_days": settings.features.active_window_days, "features": len(feature_cols),
                 "calibration": settings.train.calibration},
         config=settings.model_dump(),
-        tags={"test_cutoff": str(split.test.date()), "data_dir": str(Path(data_dir).resolve())},
+        tags={"test_cutoff": str(split.test.date()), "data_dir": describe_source(settings.source, data_dir)},
         test_inputs=test[["customer_id", *feature_cols]], artifacts=artifacts, top_k=settings.score.top_reasons,
         gate_metric=settings.registry.gate_metric, gate_margin=settings.registry.gate_margin)
     logger.info("model version %s: %s", logged.version, logged.gate.reason)
@@ -182,14 +186,15 @@ def train_flow(data_dir: Path, settings: Settings, home: Path, tune_trials: int 
 
 
 @flow(name="score")
-def score_flow(data_dir: Path, out_dir: Path, settings: Settings, home: Path,
+def score_flow(data_dir: Path | None, out_dir: Path, settings: Settings, home: Path,
                as_of: pd.Timestamp | None = None, model_uri: str | None = None) -> ScoreResult:
     """validate -> champion model -> features as of ``as_of`` -> ranked at-risk list with reasons
     and actions (Parquet, CSV, Excel, HTML report) -> Prefect artifacts."""
     home, out_dir = Path(home), Path(out_dir)
-    validated = validate_task(data_dir, out_dir / "validation")
+    validated = validate_task(data_dir, settings, out_dir / "validation")
     tables = validated.tables
     as_of = pd.Timestamp(as_of) if as_of is not None else labels.default_as_of(tables)
+    warnings = labels.check_as_of(tables, as_of, settings.labels.horizon_days)
     registry.configure_tracking(home)
     model, version = registry.load_model(settings.registry.model_name, uri=model_uri)
     channels = build.channel_list(registry.input_columns(model))
@@ -208,8 +213,10 @@ def score_flow(data_dir: Path, out_dir: Path, settings: Settings, home: Path,
     paths = report.write_outputs(at_risk, out_dir, model_version=version, metrics=metrics, as_of=as_of)
     publish_artifacts(at_risk, as_of, version)
     get_run_logger().info("scored %d clients as of %s -> %s", len(at_risk), as_of.date(), out_dir)
+    for warning in warnings:
+        get_run_logger().warning(warning)
     return ScoreResult(parquet=paths["parquet"], csv=paths["csv"], xlsx=paths["xlsx"], html=paths["html"],
-                       rows=len(at_risk), as_of=as_of, model_version=version)
+                       rows=len(at_risk), as_of=as_of, model_version=version, warnings=warnings)
 
 
 def publish_artifacts(at_risk: pd.DataFrame, as_of: pd.Timestamp, version: str | None, top: int = 20) -> None:

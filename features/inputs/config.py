@@ -25,6 +25,7 @@ class IdOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     strip_leading_zeros: bool = Field(False, description="'000123' and '123' are the same id (an id of zeros stays '0')")
     lower_case: bool = Field(False, description="'AB12' and 'ab12' are the same id")
+    strip_decimal_zero: bool = Field(False, description="'13085.0' and '13085' are the same id (ids that went through a spreadsheet)")
 
 
 class TableSource(BaseModel):
@@ -133,4 +134,12 @@ class ValidationConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     max_quarantined_share: float = Field(0.2, ge=0, le=1, description="a table with a larger share of its rows quarantined is fatal")
     max_unknown_customer_share: float = Field(0.05, ge=0, le=1, description="a table with a larger share of rows whose customer is unknown is fatal")
-    earliest: str = Field("1990-01-01", description="timestamps before this date are implausible and quarantined")
+    earliest: str = Field("1990-01-01", description="timestamps before this date (ISO 8601) are implausible and quarantined")
+
+    @field_validator("earliest")
+    @classmethod
+    def _iso(cls, value: str) -> str:
+        from features.inputs.dates import parse_iso
+
+        parse_iso(value, "validation.earliest")
+        return value

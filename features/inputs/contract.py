@@ -146,8 +146,9 @@ ID_COLUMNS = {t: [c for c, col in s.columns.items() if col.unique] for t, s in S
 class ContractError(Exception):
     """Fatal contract problems; ``problems`` holds one line each, naming table, column and what was expected."""
 
-    def __init__(self, problems: list[str]):
+    def __init__(self, problems: list[str], result: ValidatedData | None = None):
         self.problems = list(problems)
+        self.result = result  # the validation outcome when the gate stopped a validated extract
         super().__init__("\n".join(self.problems))
 
 

@@ -93,7 +93,7 @@ def _null_tokens(text: pd.Series) -> np.ndarray:
 
 def _parse_id(series: pd.Series, ids: IdOptions | None = None) -> pd.Series:
     value = _read_id(series)
-    if ids is not None and (ids.strip_leading_zeros or ids.lower_case):
+    if ids is not None and (ids.strip_leading_zeros or ids.lower_case or ids.strip_decimal_zero):
         value = normalise_ids(value, ids)
     return value
 
@@ -101,6 +101,8 @@ def _parse_id(series: pd.Series, ids: IdOptions | None = None) -> pd.Series:
 def normalise_ids(value: pd.Series, ids: IdOptions) -> pd.Series:
     """Apply ``source.ids`` to parsed id text (missing stays missing)."""
     arr = _arrow(value)
+    if ids.strip_decimal_zero:
+        arr = pc.replace_substring_regex(arr, pattern=r"^(\d+)\.0+$", replacement=r"\1")
     if ids.strip_leading_zeros:
         arr = pc.replace_substring_regex(arr, pattern=r"^0+(.)", replacement=r"\1")
     if ids.lower_case:

@@ -424,8 +424,14 @@ def _row_issues(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame,
     flagged = np.zeros(len(frame), dtype=bool)
     for issue in issues:
         flagged[issue.rows] = True
-    if table == "orders" and spec.lines:
-        issues += _line_issues(con, parsed, flagged, spec, position)
+    if table == "orders" and spec.lines:  # a copied line is dropped; its order keeps the original line
+        broken = flagged.copy()
+        if copies:
+            broken[copies[0].rows] = False
+            for issue in issues:
+                if issue is not copies[0]:
+                    broken[issue.rows] = True
+        issues += _line_issues(con, parsed, broken, flagged & ~broken, spec, position)
     else:  # an exact copy says so; its repeated id is not a second reason
         for issue in _duplicate_issues(con, table, parsed, flagged, position):
             if copies:
@@ -436,19 +442,19 @@ def _row_issues(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame,
     return [i for i in issues if len(i.rows)]
 
 
-def _line_issues(con: duckdb.DuckDBPyConnection, parsed: _Parsed, flagged: np.ndarray, spec: TableSource,
-                 position: dict[str, int]) -> list[_Issue]:
+def _line_issues(con: duckdb.DuckDBPyConnection, parsed: _Parsed, broken: np.ndarray, copied: np.ndarray,
+                 spec: TableSource, position: dict[str, int]) -> list[_Issue]:
     """Order lines that cannot form a correct order: the other lines of an order with a
     quarantined line (its total would be wrong), every line of an order whose lines name
     different customers or statuses, and (unless credit notes are returns) every line of an
     order whose total is negative."""
     f = parsed.frame
-    cols = {"id": _arrow(f["order_id"]), "pos": np.arange(len(f), dtype=np.int64), "bad": flagged,
+    cols = {"id": _arrow(f["order_id"]), "pos": np.arange(len(f), dtype=np.int64), "bad": broken, "copy": copied,
             "customer": _arrow(f["customer_id"]), "amount": f["amount"].to_numpy(dtype="float64", na_value=np.nan),
             "status": _arrow(f["status"]) if "status" in f else pyarrow.nulls(len(f), pyarrow.string())}
     found = _sql(con, """
         WITH o AS (SELECT id, min(CASE WHEN bad THEN pos END) AS bad_line, count(DISTINCT customer) AS customers,
-                          count(DISTINCT status) AS statuses, sum(CASE WHEN NOT bad THEN amount END) AS total,
+                          count(DISTINCT status) AS statuses, sum(CASE WHEN NOT bad AND NOT copy THEN amount END) AS total,
                           string_agg(DISTINCT '''' || customer || '''', ', ' ORDER BY '''' || customer || '''') AS names
                    FROM ev WHERE id IS NOT NULL GROUP BY id
                    HAVING bad_line IS NOT NULL OR customers > 1 OR statuses > 1 OR total < 0)
