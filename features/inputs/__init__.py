@@ -10,9 +10,10 @@ import pandas as pd
 from features.inputs.contract import (CANONICAL_DTYPES, SCHEMAS, TABLES, ContractError, ValidatedData)
 from features.inputs.files import read_tables
 from features.inputs.quarantine import format_summary, validate_tables, write_quarantine
+from features.inputs.sql import read_sql_tables, redact_url
 
 __all__ = ["CANONICAL_DTYPES", "SCHEMAS", "TABLES", "ContractError", "ValidatedData", "format_summary", "load_data",
-           "read_tables", "validate_tables", "write_quarantine"]
+           "read_sql_tables", "read_tables", "redact_url", "validate_tables", "write_quarantine"]
 
 
 def load_data(data_dir: Path, data_end: pd.Timestamp | None = None) -> ValidatedData:
