@@ -111,6 +111,10 @@ def read_sql_tables(source: SourceConfig, environ: Mapping[str, str] | None = No
                              "(expected e.g. postgresql+psycopg2://, mysql+pymysql://, sqlite:///)"]) from None
     try:
         return _read_all(engine, source, shown, password)
+    except ContractError:
+        raise
+    except Exception as exc:  # e.g. the connection lost while the transaction ends
+        raise ContractError([f"source.url: reading from {shown} failed ({_first_line(exc, password)})"]) from None
     finally:
         engine.dispose()
 
@@ -208,7 +212,7 @@ _CSV_COLUMN = re.compile(r"CSV column #(\d+)")
 def _read_postgres_copy(conn, select: str) -> pd.DataFrame:
     cursor = conn.connection.dbapi_connection.cursor()
     try:
-        cursor.execute(f"SELECT * FROM ({select}) AS churn_source LIMIT 0")
+        cursor.execute(f"SELECT * FROM (\n{select}\n) AS churn_source LIMIT 0")  # newlines: a query may end in a -- comment
         names = [d.name for d in cursor.description]
         types = [_PG_TYPES.get(d.type_code, pyarrow.string()) for d in cursor.description]
         while True:
@@ -219,7 +223,6 @@ def _read_postgres_copy(conn, select: str) -> pd.DataFrame:
                 if not found or types[int(found.group(1))] == pyarrow.string():
                     raise
                 types[int(found.group(1))] = pyarrow.string()
-                cursor.connection.cancel()
                 cursor.execute("SELECT 1")  # the aborted COPY is over; the transaction goes on
     finally:
         cursor.close()
@@ -233,7 +236,7 @@ def _copy_csv(cursor, select: str, names: list[str], types: list) -> pyarrow.Tab
     def produce():
         try:
             with os.fdopen(write_fd, "wb", buffering=1 << 20) as sink:
-                cursor.copy_expert(f"COPY ({select}) TO STDOUT WITH (FORMAT csv)", sink)
+                cursor.copy_expert(f"COPY (\n{select}\n) TO STDOUT WITH (FORMAT csv)", sink)
         except BaseException as exc:  # BrokenPipeError when the reader gave up: its error is the one raised
             failure.append(exc)
 

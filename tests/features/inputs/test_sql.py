@@ -1,8 +1,9 @@
 """source.kind: sql: a database gives the same clean tables (and features) as the same tables as files.
 
 SQLite tests run everywhere; the PostgreSQL tests use the server at 127.0.0.1:5432 (trust
-auth, user postgres, database test), each run in its own schema, dropped afterwards. They
-skip, with the reason, when the server is unreachable, and fail instead when CI is set.
+auth, user postgres, database test; CHURN_TEST_POSTGRES_URL overrides it), each test in a
+schema of its own, dropped afterwards. They skip, with the reason, when the server is
+unreachable, and fail instead when CI is set.
 """
 from __future__ import annotations
 
@@ -18,11 +19,12 @@ from pydantic import ValidationError
 
 from features.build import build_features
 from features.inputs import ContractError, load_data, read_sql_tables, redact_url, validate_tables
+from features.inputs import sql as sql_module
 from features.inputs.config import SourceConfig
 from features.simulate import simulate, write_dataset
 
 DATA_END = pd.Timestamp("2025-12-31 23:59:59")
-POSTGRES_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+POSTGRES_URL = os.environ.get("CHURN_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
 
 
 def source(url: str, **settings) -> SourceConfig:
@@ -199,7 +201,7 @@ def postgres_engine():
         with engine.connect() as conn:
             conn.exec_driver_sql("SELECT 1")
     except Exception as exc:
-        reason = f"PostgreSQL at 127.0.0.1:5432 unreachable: {str(getattr(exc, 'orig', exc)).strip().splitlines()[0]}"
+        reason = f"PostgreSQL at {redact_url(POSTGRES_URL)} unreachable: {str(getattr(exc, 'orig', exc)).strip().splitlines()[0]}"
         if os.environ.get("CI"):
             pytest.fail(reason)
         pytest.skip(reason)
@@ -227,6 +229,11 @@ def test_postgres_features_equal_the_features_from_files(tmp_path, postgres_engi
     from_sql = validate_tables(read_sql_tables(source(POSTGRES_URL, schema=pg_schema)), data_end=DATA_END)
     from_files = load_data(tmp_path / "files", data_end=DATA_END)
     assert_same_clean_tables(from_sql, from_files)
+    with postgres_engine.connect() as conn:  # the COPY reader and the row reader (any other database) agree
+        sql_module._postgres_session(conn)
+        for name in ("customers", "orders", "complaints"):
+            select = f"SELECT * FROM {pg_schema}.{name}"
+            pd.testing.assert_frame_equal(sql_module._read_postgres_copy(conn, select), sql_module._read_rows(conn, select))
     cutoffs = [pd.Timestamp("2025-06-01"), pd.Timestamp("2025-10-01")]
     features = build_features(from_sql.tables, cutoffs)
     assert len(features) > 100
@@ -274,7 +281,7 @@ def test_postgres_query_with_percent_and_an_empty_result(postgres_engine, pg_sch
                              f"timestamp '2024-01-01' + g * interval '1 hour' AS ordered_at, g * 1.5 AS amount "
                              f"FROM generate_series(1, 50) g")
     settings = {"tables": {"orders": {"query": f"SELECT * FROM {pg_schema}.crm_orders WHERE customer_id LIKE 'C1%';"},
-                           "nps": {"query": "SELECT 'x'::text AS customer_id, now() AS answered_at, 1 AS score WHERE false"}}}
+                           "nps": {"query": "SELECT 'x'::text AS customer_id, now() AS answered_at, 1 AS score WHERE false -- none"}}}
     raw = read_sql_tables(source(POSTGRES_URL, schema=pg_schema, **settings))
     assert len(raw["orders"]) == 8 and set(raw["orders"]["customer_id"]) == {"C1"}
     assert raw["nps"].empty and list(raw["nps"].columns) == ["customer_id", "answered_at", "score"]
@@ -303,3 +310,16 @@ def test_postgres_with_a_password_works_and_never_shows_it(postgres_engine, pg_s
     assert "nps: cannot read source.tables.nps.query from postgresql+psycopg2://postgres:***@127.0.0.1:5432/test" in str(err.value)
     assert secret not in str(err.value) and secret not in caplog.text
     assert "postgres:***@127.0.0.1" in caplog.text
+
+
+def test_the_readme_example_is_a_valid_source_section():
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    section = readme.split("### A SQL database as the source", 1)[1]
+    block = re.search(r"```yaml\n(.*?)```", section, re.DOTALL).group(1)
+    config = SourceConfig.model_validate(yaml.safe_load(block)["source"])
+    assert config.kind == "sql" and config.password_env == "CHURN_DB_PASSWORD" and config.schema_ == "sales"
