@@ -22,10 +22,11 @@ from features.inputs.files import read_tables
 from features.inputs.gate import gate_problems, gate_warnings
 from features.inputs.mapping import map_columns
 from features.inputs.quarantine import format_summary, validate_tables, write_quarantine
+from features.inputs.sql import read_sql_tables, redact_url
 
 __all__ = ["CANONICAL_DTYPES", "SCHEMAS", "TABLES", "ContractError", "SourceConfig", "TableSource", "ValidatedData",
            "ValidationConfig", "format_summary", "gate_problems", "gate_warnings", "load_data", "load_source",
-           "parse_iso", "read_source", "read_tables", "validate_source", "validate_tables", "write_quarantine"]
+           "parse_iso", "read_source", "read_sql_tables", "read_tables", "redact_url", "validate_source", "validate_tables", "write_quarantine"]
 
 
 def load_data(data_dir: Path, data_end: pd.Timestamp | None = None) -> ValidatedData:
