@@ -38,3 +38,18 @@ def test_02_model_and_drivers(trained, sim_data, tmp_path, monkeypatch):
     images = [o for c in book.cells if c.cell_type == "code" for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(images) >= 3
     assert "reason_1" in text
+
+
+def test_01_never_writes_into_the_folder_it_is_pointed_at(tmp_path, monkeypatch):
+    """CHURN_DATA is the user's folder: a folder without an orders table is an error, never a
+    place to simulate a company into."""
+    import pytest
+    from nbclient.exceptions import CellExecutionError
+
+    mine = tmp_path / "exports"
+    mine.mkdir()
+    (mine / "sales_export.csv").write_text("Invoice,Customer ID\n1,2\n")
+    monkeypatch.setenv("CHURN_DATA", str(mine))
+    with pytest.raises(CellExecutionError, match="orders: missing required table"):
+        run("01-explore-the-data.ipynb", tmp_path)
+    assert sorted(p.name for p in mine.iterdir()) == ["sales_export.csv"]
