@@ -108,17 +108,32 @@ def simulate(
     contractual: Annotated[bool, typer.Option("--contractual/--no-cancellations",
                                               help="Write a cancellations table (a contractual business) or not.")] = True,
     fmt: Annotated[str, typer.Option("--format", help="parquet or csv")] = "parquet",
+    layout: Annotated[str, typer.Option("--layout", help="contract: one file per contract table; online-retail: a "
+                                        "messy retail ERP export (invoice lines in the UCI Online Retail II layout, "
+                                        "dd/mm/yyyy dates, 1,857.60 amounts, credit notes, copied lines, guest "
+                                        "checkouts, zero-padded ids) and a CRM customers file, read with "
+                                        "configs/online-retail.yaml.")] = "contract",
 ):
-    """Simulate customer lifecycles (orders, interactions, NPS, complaints, cancellations) in the input contract."""
+    """Simulate customer lifecycles (orders, interactions, NPS, complaints, cancellations) in the input contract,
+    or as a messy retail export (--layout online-retail)."""
     from features.simulate import simulate as run_simulation, write_dataset
 
     if fmt not in ("parquet", "csv"):
         err.print("[red]--format[/red] must be parquet or csv")
         raise typer.Exit(2)
-    tables = run_simulation(customers, seed, end=end, contractual=contractual, progress=sys.stderr.isatty())
-    paths = write_dataset(tables, out, fmt=fmt)
+    if layout not in ("contract", "online-retail"):
+        err.print("[red]--layout[/red] must be contract or online-retail")
+        raise typer.Exit(2)
+    tables = run_simulation(customers, seed, end=end, contractual=contractual and layout == "contract",
+                            progress=sys.stderr.isatty())
+    if layout == "online-retail":
+        from features.exports import write_online_retail
+
+        paths = write_online_retail(tables, out, seed=seed)
+    else:
+        paths = write_dataset(tables, out, fmt=fmt)
     for name, path in paths.items():
-        console.print(f"{name:>14}: {len(tables[name]):>10,} rows -> {path}", highlight=False)
+        console.print(f"{name:>14}: -> {path}", highlight=False)
 
 
 @app.command()
