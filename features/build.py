@@ -179,9 +179,9 @@ class _Cutoff:
         cols["max_gap_days"] = segment_max(p.order_gap, o.start[keys], o.start[keys] + self.n_orders[keys])
         mean_gap = _where(has & (n > 1), _days(self.last_t, self.first_t) / np.maximum(n - 1, 1))
         cols["mean_gap_days"] = mean_gap
-        with np.errstate(divide="ignore", invalid="ignore"):
-            cols["overdue_ratio"] = _where(mean_gap > 0, cols["days_since_last_order"] / mean_gap)
         order_days = o.count(self.order_before & p.order_new_day)[keys]
+        with np.errstate(divide="ignore", invalid="ignore"):  # all orders on one day: no rhythm to be overdue by
+            cols["overdue_ratio"] = _where((mean_gap > 0) & (order_days > 1), cols["days_since_last_order"] / mean_gap)
         first_day, last_day = (self.first_t // DAY) * DAY, (self.last_t // DAY) * DAY
         cols["btyd_x"] = _where(has, order_days - 1.0)
         cols["btyd_t_x"] = _where(has, _days(last_day, first_day) / 7.0)
