@@ -102,7 +102,7 @@ BY_NAME = {f.name: f for f in CATALOGUE}
 DYNAMIC = (
     ("channel_<name>_90d", "attention", "events", "interactions on channel <name> in the 90 days before the cutoff; one column per channel holding at least features.channel_min_share of the interactions", "activity by channel"),
     ("days_since_<name>_90d", "attention", "days", "days since the last interaction on channel <name> (missing if none in the 90 days before the cutoff)", "activity by channel"),
-    ("attr_<column>", "attributes", "category or number", "any other column of the customers table (text with at most 50 values, numbers, flags)", "static attribute"),
+    ("attr_<column>", "attributes", "category or number", "any other column of the customers table (text with at most 50 values, numbers, flags; the first 50 such columns of a wider table)", "static attribute"),
 )
 
 

@@ -34,6 +34,7 @@ NEVER = np.iinfo(np.int64).max  # the time of an event that has not happened (op
 PAST = -(2 ** 62)  # the time of the latest event when there is none (loses every max, no overflow in differences)
 STATIC_ATTRIBUTES = ("segment", "acquisition_channel", "region")
 MAX_ATTRIBUTE_LEVELS = 50
+MAX_ATTRIBUTE_COLUMNS = 50  # other customers columns beyond these (in file order) are not read
 
 Source = pd.DataFrame | str | Path
 
@@ -468,8 +469,11 @@ class History:
             return {}
         con = self.con
         cols, text = {}, {}
-        for col, dtype in con.execute("SELECT column_name, column_type FROM (DESCRIBE customers)").fetchall():
-            if col in ("customer_id", "created_at"):
+        described = con.execute("SELECT column_name, column_type FROM (DESCRIBE customers)").fetchall()
+        others = [c for c, _ in described if c not in ("customer_id", "created_at", *STATIC_ATTRIBUTES)]
+        skipped = set(others[MAX_ATTRIBUTE_COLUMNS:])  # a very wide export: its first columns only
+        for col, dtype in described:
+            if col in ("customer_id", "created_at") or col in skipped:
                 continue
             name = col if col in STATIC_ATTRIBUTES else f"attr_{safe_name(col)}"
             quoted = '"' + col.replace('"', '""') + '"'
@@ -477,10 +481,12 @@ class History:
                 cols[name] = (f"CAST(c.{quoted} AS DOUBLE)", None)
             elif not dtype.startswith(("TIMESTAMP", "DATE")):
                 text[name] = quoted
-        if text:  # text columns with few enough values to be categories: coded by DuckDB
-            found = con.execute("SELECT " + ", ".join(
-                f"count(DISTINCT {q}), CASE WHEN count(DISTINCT {q}) <= {MAX_ATTRIBUTE_LEVELS} THEN list(DISTINCT CAST({q} AS VARCHAR)) END"
-                for q in text.values()) + " FROM customers").fetchall()[0]
+        if text:  # text columns with few enough values to be categories: coded by DuckDB, 10 columns a query
+            quoted_text, found = list(text.values()), []
+            for i in range(0, len(quoted_text), 10):
+                found += con.execute("SELECT " + ", ".join(
+                    f"count(DISTINCT {q}), CASE WHEN count(DISTINCT {q}) <= {MAX_ATTRIBUTE_LEVELS} THEN list(DISTINCT CAST({q} AS VARCHAR)) END"
+                    for q in quoted_text[i:i + 10]) + " FROM customers").fetchall()[0]
             for i, (name, quoted) in enumerate(text.items()):
                 levels = found[2 * i + 1]
                 if levels is not None:

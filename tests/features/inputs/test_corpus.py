@@ -469,3 +469,11 @@ def test_rows_read_equal_kept_plus_quarantined_on_a_messy_export(tmp_path):
     kept = result.tables["orders"]
     assert (kept["status"] == "refund").sum() == read.loc[credit, "Invoice"].nunique()
     assert not os.path.exists(tmp_path / "orders.csv")
+
+
+def test_a_wide_customers_table_gives_features_from_its_first_fifty_attributes(tmp_path):
+    names = ["customer_id", "created_at"] + [f"x{i}" for i in range(900)]
+    rows = [",".join([c, "2023-01-01"] + [str((i + j) % 3) for j in range(900)]) for i, c in enumerate("ab")]
+    result = load(folder(tmp_path, orders_csv=ORDERS, customers_csv=",".join(names) + "\n" + "\n".join(rows) + "\n"))
+    f = build_features(result.tables, [pd.Timestamp("2024-04-01")])
+    assert [c for c in f if c.startswith("attr_")] == [f"attr_x{i}" for i in range(50)]
