@@ -16,5 +16,9 @@ __all__ = ["CANONICAL_DTYPES", "SCHEMAS", "TABLES", "ContractError", "ValidatedD
 
 
 def load_data(data_dir: Path, data_end: pd.Timestamp | None = None) -> ValidatedData:
-    """``read_tables(data_dir)`` then ``validate_tables(raw, data_end)``; raises ``ContractError``."""
-    return validate_tables(read_tables(data_dir), data_end=data_end)
+    """``read_tables(data_dir)`` then ``validate_tables(raw, data_end)``; raises ``ContractError``.
+
+    Parquet files are read lazily: a typed file that is clean as it is is checked by DuckDB
+    and not read into pandas (``ValidatedData.sources`` names it; ``tables`` reads it on
+    first access)."""
+    return validate_tables(read_tables(data_dir, lazy_parquet=True), data_end=data_end)

@@ -1,18 +1,42 @@
 """Read a folder of exports: one file per table, as it is (no parsing, no validation)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from features.inputs.contract import REQUIRED_TABLES, TABLES, ContractError
 
 
-def read_tables(data_dir: Path) -> dict[str, pd.DataFrame]:
+@dataclass(frozen=True)
+class ParquetFile:
+    """A Parquet table not read yet: its ``path``, and ``empty``, the frame pandas reads
+    without its rows (so ``columns`` and dtypes are those of ``read()``)."""
+    path: Path
+    empty: pd.DataFrame
+
+    @classmethod
+    def open(cls, path: Path) -> ParquetFile:
+        """Read the file's schema only (raises the reader's error for a file that is not Parquet)."""
+        return cls(Path(path), pq.read_schema(path).empty_table().to_pandas())
+
+    @property
+    def columns(self) -> pd.Index:
+        return self.empty.columns
+
+    def read(self) -> pd.DataFrame:
+        return pd.read_parquet(self.path)
+
+
+def read_tables(data_dir: Path, *, lazy_parquet: bool = False) -> dict[str, pd.DataFrame | ParquetFile]:
     """Read every contract table present in ``data_dir``, as it is.
 
     Input: a folder with ``<table>.parquet`` or ``<table>.csv`` per table. Output: table ->
-    raw frame (CSV cells as ``str``, empty cells missing; Parquet with its own types).
+    raw frame (CSV cells as ``str``, empty cells missing; Parquet with its own types); with
+    ``lazy_parquet``, a Parquet file is a ``ParquetFile`` (only its schema read):
+    ``validate_tables`` checks it with DuckDB and reads it into pandas only if it must.
     Raises ``ContractError`` listing every problem: a missing folder, a missing orders
     table, a table present as both CSV and Parquet, an unreadable file (with the reader's
     error).
@@ -32,7 +56,7 @@ def read_tables(data_dir: Path) -> dict[str, pd.DataFrame]:
                 problems.append(f"{table}: missing required table (expected {table}.csv or {table}.parquet in {data_dir})")
         else:
             try:
-                raw[table] = _read_file(found[0])
+                raw[table] = _read_file(found[0], lazy_parquet)
             except Exception as exc:  # any reader error makes the file unusable: say which and why
                 detail = (str(exc).strip().splitlines() or [""])[0][:300]
                 problems.append(f"{table}: cannot read {found[0]} ({type(exc).__name__}: {detail})")
@@ -41,9 +65,9 @@ def read_tables(data_dir: Path) -> dict[str, pd.DataFrame]:
     return raw
 
 
-def _read_file(path: Path) -> pd.DataFrame:
+def _read_file(path: Path, lazy_parquet: bool = False) -> pd.DataFrame | ParquetFile:
     if path.suffix == ".parquet":
-        return pd.read_parquet(path)
+        return ParquetFile.open(path) if lazy_parquet and path.is_file() else pd.read_parquet(path)
     # Arrow's reader: an order of magnitude faster than pandas' C engine, and it rejects a
     # row with too many fields instead of silently shifting it into the index.
     return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], engine="pyarrow")
