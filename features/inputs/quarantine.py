@@ -372,7 +372,7 @@ def _screen_files(raw: dict, present: list[str], data_end: pd.Timestamp) -> dict
         with duckdb.connect() as con:
             known = None
             for table, file in files.items():
-                joined = known if table != "customers" and "customer_id" in SCHEMAS[table].columns else None
+                joined = known if table != "customers" else None
                 try:
                     rows = screen(con, table, parquet_sql(file.path), list(file.columns), data_end, joined)
                 except duckdb.Error:  # a file DuckDB cannot read: pandas' reader names the problem
@@ -380,8 +380,7 @@ def _screen_files(raw: dict, present: list[str], data_end: pd.Timestamp) -> dict
                 if rows is not None:
                     out[table] = (rows, joined is not None)
                     if table == "customers":
-                        con.register("kept_customers", pyarrow.table({"id": _ids(file)}))
-                        known = "kept_customers"
+                        known = _ids(file)
     return out
 
 

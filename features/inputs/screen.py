@@ -55,16 +55,21 @@ def _stripped(c: str) -> str:
     return f"ord({c}) BETWEEN 33 AND 126 AND ord({c}[-1]) BETWEEN 33 AND 126"
 
 
+def _not_null_token(c: str) -> str:
+    """Not a null token (any case); the length test first spares most values the lower-casing."""
+    return f"CASE WHEN strlen({c}) > {_LONGEST_NULL} THEN TRUE ELSE lower({c}) NOT IN {_NULLS} END"
+
+
 def _canonical_sql(kind: str, c: str, data_end: pd.Timestamp) -> str | None:
     """The value is already what parsing would make of it (and not in the future)."""
     if kind == ID:
-        return f"{_stripped(c)} AND (strlen({c}) > {_LONGEST_NULL} OR lower({c}) NOT IN {_NULLS})"
+        return f"{_stripped(c)} AND {_not_null_token(c)}"
     if kind == TIMESTAMP:
         return f"isfinite({c}) AND {c} <= TIMESTAMP '{data_end.isoformat(sep=' ')}'"
     if kind in (NUMBER, INTEGER, FLAG):
         return "TRUE"
     if kind == CATEGORY:
-        return f"{_stripped(c)} AND strlen({c}) = length({c}) AND {c} = lower({c}) AND (strlen({c}) > {_LONGEST_NULL} OR lower({c}) NOT IN {_NULLS})"
+        return f"{_stripped(c)} AND strlen({c}) = length({c}) AND {c} = lower({c}) AND {_not_null_token(c)}"
     if kind == LOWER_TEXT:  # ASCII only: Python's and DuckDB's lower-casing agree there
         return f"{_stripped(c)} AND strlen({c}) = length({c}) AND {c} = lower({c})"
     if kind == TEXT:
@@ -128,36 +133,30 @@ def _row_sql(table: str, types: dict[str, str], data_end: pd.Timestamp, matched:
 
 
 def screen(con: duckdb.DuckDBPyConnection, table: str, src: str, columns: list[str],
-           data_end: pd.Timestamp, known: str | None = None) -> int | None:
+           data_end: pd.Timestamp, known: pyarrow.ChunkedArray | None = None) -> int | None:
     """The number of rows of ``src`` (a DuckDB table expression of a Parquet file whose
     columns pandas reads as ``columns``) when every row is clean as it is; None when the
-    table must take the row-by-row path. ``known``: a table of the kept customer ids
-    (column ``id``, unique, canonical) that every row's customer_id must be among: reading
-    the ids once for both, the join also shows that they are canonical."""
+    table must take the row-by-row path. ``known``: the kept customer ids (unique,
+    canonical), among which every row's customer_id must be; matching one of them also
+    shows that an id is canonical."""
     types = dict(con.execute(f"SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM {src})").fetchall())
-    condition = _row_sql(table, types, data_end, matched="customer_id" if known else None)
+    condition = _row_sql(table, types, data_end, matched="customer_id" if known is not None else None)
     if condition is None or list(types) != list(columns):
         return None
-    # per row only what the checks need (the clean flag, the ids), so that a join carries little
-    ids = [name for name in ID_COLUMNS[table] if name in types]
-    columns = [f"coalesce({condition}, FALSE) AS ok"] + [_column(name) for name in ids]
-    # unique ids: as many distinct 64-bit hashes as rows proves it (faster than counting the
-    # strings; a collision only sends the table down the row-by-row path)
-    checks = ["count_if(NOT ok)"] + [f'count(*) - count(DISTINCT hash(r."{name}"))' for name in ids]
-    join = ""
-    if known:
-        columns.append("e.customer_id AS _customer")
-        checks.append("count_if(k.id IS NULL)")
-        join = f" LEFT JOIN {known} k ON r._customer = k.id"
-    n, *bad = con.execute(f"SELECT count(*), {', '.join(checks)} FROM (SELECT {', '.join(columns)} FROM {src} e) r"
-                          f"{join}").fetchall()[0]
-    return None if any(bad) else n
+    checks = [f"count_if(NOT coalesce({condition}, FALSE))"]
+    checks += [f"count(*) - count(DISTINCT {_column(name)})" for name in ID_COLUMNS[table] if name in types]
+    n, *bad = con.execute(f"SELECT count(*), {', '.join(checks)} FROM {src} e").fetchall()[0]
+    if any(bad) or (known is not None and unknown_customers(con, src, known)):
+        return None
+    return n
 
 
-def unknown_customers(con: duckdb.DuckDBPyConnection, src: str, known: pyarrow.Array) -> int:
-    """How many rows of ``src`` name a customer_id that is not in ``known`` (the kept customers)."""
+def unknown_customers(con: duckdb.DuckDBPyConnection, src: str, known: pyarrow.ChunkedArray) -> int:
+    """How many rows of ``src`` name a customer_id that is not in ``known`` (the kept
+    customers; a missing customer_id is not in it either)."""
     con.register("known_customers", pyarrow.table({"id": known}))
     try:
-        return con.execute(f"SELECT count(*) FROM {src} e ANTI JOIN known_customers k ON e.customer_id = k.id").fetchall()[0][0]
+        return con.execute(f"SELECT count(*) FROM (SELECT customer_id FROM {src}) e "
+                           "ANTI JOIN known_customers k ON e.customer_id = k.id").fetchall()[0][0]
     finally:
         con.unregister("known_customers")
