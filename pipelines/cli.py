@@ -136,20 +136,26 @@ def features(
 ):
     """Build the point-in-time feature table of every client at one or more cutoffs
     (one row per client and cutoff); with --labels, a labelled training set."""
+    from concurrent.futures import ThreadPoolExecutor
+
     import pandas as pd
 
-    from features.build import build_features, feature_columns, skipped_groups
     from features.inputs import ContractError, load_data
-    from features.io import write_frame
-    from features.labels import build_training_set
 
     settings = _settings(config, **{"labels.horizon_days": horizon_days})
     prepare_environment(home)
     cutoffs = sorted({_parse_date(c, "--cutoff") for c in cutoff})
-    try:
-        result = load_data(data)
-    except ContractError as exc:
-        _contract_errors(exc)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # DuckDB validates outside the GIL while this thread imports the engine (SciPy ...)
+        loading = pool.submit(load_data, data)
+        from features.build import build_features, feature_columns, skipped_groups
+        from features.io import write_frame
+        from features.labels import build_training_set
+
+        try:
+            result = loading.result()
+        except ContractError as exc:
+            _contract_errors(exc)
     # the engine reads a Parquet file that is clean as it is itself: no pandas round trip
     for group, why in skipped_groups(result.sources).items():
         err.print(f"[yellow]skipped feature group {group}:[/yellow] {why}")
