@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -66,10 +67,10 @@ def scan(data: Path, customers: int) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def features(data: Path, cutoff: str, work: Path) -> dict:
+def features(data: Path, cutoff: str, work: Path, churn: list[str]) -> dict:
     """``churn features`` end to end, as a user runs it."""
     out = work / "features.parquet"
-    r = timed([str(CHURN), "features", "--data", str(data), "--cutoff", cutoff, "--out", str(out),
+    r = timed([*churn, "features", "--data", str(data), "--cutoff", cutoff, "--out", str(out),
                "--home", str(work / "home")])
     r["rows"] = int(r.pop("stdout").split(" ", 1)[0].replace(",", ""))
     return r
@@ -79,6 +80,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, nargs="+", default=[200_000, 1_000_000])
     parser.add_argument("--repeat", type=int, default=3, help="interleaved runs per step; the table shows the median")
+    parser.add_argument("--churn", default=str(CHURN),
+                        help="the command to time (default .venv/bin/churn; e.g. a wrapper running an earlier commit)")
     args = parser.parse_args()
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench-cli-") as tmp:
@@ -88,7 +91,7 @@ def main() -> None:
             runs = {"scan": [], "features": []}
             for _ in range(args.repeat):
                 runs["scan"].append(scan(data, customers))
-                runs["features"].append(features(data, cutoff, Path(tmp)))
+                runs["features"].append(features(data, cutoff, Path(tmp), shlex.split(args.churn)))
                 print(json.dumps({"customers": customers, "cutoff": cutoff, "scan": runs["scan"][-1]["seconds"],
                                   **runs["features"][-1]}), flush=True)
             results[customers] = (cutoff, runs)
