@@ -326,7 +326,7 @@ def validate_tables(raw: dict[str, pd.DataFrame], data_end: pd.Timestamp | None 
                         known = referenced = _ids(tables["customers"])
                     continue
                 # clean but for customers that are not kept: the row-by-row path names those rows
-                frames[table] = file.read().reset_index(drop=True)
+                frames[table] = _read(file).reset_index(drop=True)
                 parsed[table], _ = _parse_table(table, frames[table])
             frame, p = frames[table], parsed[table]
             issues = _row_issues(con, table, frame, p, data_end, known, referenced, derived)
