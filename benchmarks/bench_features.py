@@ -89,6 +89,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1,
                         help="run each phase this many times (each in its own process): the table shows the median "
                              "and, with --repeat > 1, the range (a shared 2-core box varies by 10-20%% between runs)")
+    parser.add_argument("--only-simulate", action="store_true", help="build the cached simulation, time nothing")
     parser.add_argument("--phase", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -107,6 +108,8 @@ def main() -> None:
         print(f"simulated {args.customers:,} customers, {events:,} events in {t_sim:.0f} s "
               f"(+{time.perf_counter() - t0 - t_sim:.0f} s to write), peak {_mem()['peak_rss_gb']:.1f} GB", flush=True)
         del tables
+    if args.only_simulate:
+        return
     runs: dict[str, list[dict]] = {}
     for _ in range(max(args.repeat, 1)):  # interleaved, so a slow spell of the box hits every phase
         for name in ("scan", "load", "one_cutoff", "twelve_cutoffs"):

@@ -36,7 +36,7 @@ def _mem() -> float:
 
 def phase(name: str, data: str, url: str, schema: str) -> dict:
     """One measured phase in this process."""
-    from features.inputs import load_data, read_sql_tables, read_tables, validate_tables
+    from features.inputs import read_sql_tables, read_tables, validate_tables
     from features.inputs.config import SourceConfig
 
     t0 = time.perf_counter()

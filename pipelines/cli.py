@@ -182,39 +182,46 @@ def features(
 ):
     """Build the point-in-time feature table of every client at one or more cutoffs
     (one row per client and cutoff); with --labels, a labelled training set."""
+    from concurrent.futures import ThreadPoolExecutor
+
     import pandas as pd
 
-    from features.build import build_features, feature_columns, skipped_groups
     from features.inputs import ContractError, gate_warnings, validate_source
-    from features.io import write_frame
-    from features.labels import build_training_set, check_as_of
 
     settings = _settings(config, **{"labels.horizon_days": horizon_days})
     home = prepare_environment(home)
     folder = _data_dir(data, settings)
     cutoffs = sorted({_parse_date(c, "--cutoff") for c in cutoff})
-    try:
-        result, _paths = validate_source(settings.source, settings.validation, folder, home / "validation")
-    except ContractError as exc:
-        _contract_errors(exc)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # DuckDB validates outside the GIL while this thread imports the engine (SciPy ...)
+        loading = pool.submit(validate_source, settings.source, settings.validation, folder, home / "validation")
+        from features.build import build_features, feature_columns, skipped_groups
+        from features.io import write_frame
+        from features.labels import build_training_set, check_as_of
+
+        try:
+            result, _paths = loading.result()
+        except ContractError as exc:
+            _contract_errors(exc)
     _warn(gate_warnings(result))
+    # the engine reads a Parquet file that is clean as it is itself: no pandas round trip
     try:  # with --labels, a cutoff whose label window is not observed is left out (and named) instead
         for c in [] if labels else cutoffs:
-            _warn(check_as_of(result.tables, c, settings.labels.horizon_days, name="--cutoff"))
+            _warn(check_as_of(result.sources, c, settings.labels.horizon_days, name="--cutoff"))
     except ValueError as exc:
         err.print(f"[red]{exc}[/red]", highlight=False)
         raise typer.Exit(2) from exc
-    for group, why in skipped_groups(result.tables).items():
+    for group, why in skipped_groups(result.sources).items():
         err.print(f"[yellow]skipped feature group {group}:[/yellow] {why}")
     if labels:
-        table = build_training_set(result.tables, cutoffs, horizon_days=settings.labels.horizon_days,
+        table = build_training_set(result.sources, cutoffs, horizon_days=settings.labels.horizon_days,
                                    config=settings.feature_config(), progress=True)
         kept = sorted(table["cutoff"].unique()) if len(table) else []
         if len(kept) < len(cutoffs):
             err.print(f"[yellow]{len(cutoffs) - len(kept)} cutoff(s) left out:[/yellow] their "
                       f"{settings.labels.horizon_days}-day label window runs past the end of the data")
     else:
-        table = build_features(result.tables, cutoffs, config=settings.feature_config(), progress=True)
+        table = build_features(result.sources, cutoffs, config=settings.feature_config(), progress=True)
     write_frame(table, out)
     when = ", ".join(str(pd.Timestamp(c).date()) for c in sorted(table["cutoff"].unique())) if len(table) else "no cutoff"
     console.print(f"{len(table):,} rows (client x cutoff) x {len(feature_columns(table))} features at {when} -> {out}",

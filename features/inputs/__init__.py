@@ -18,7 +18,7 @@ import pandas as pd
 from features.inputs.config import SourceConfig, TableSource, ValidationConfig
 from features.inputs.contract import CANONICAL_DTYPES, SCHEMAS, TABLES, ContractError, ValidatedData
 from features.inputs.dates import parse_iso
-from features.inputs.files import read_tables
+from features.inputs.files import ParquetFile, read_tables
 from features.inputs.gate import gate_problems, gate_warnings
 from features.inputs.mapping import map_columns
 from features.inputs.quarantine import format_summary, validate_tables, write_quarantine
@@ -30,8 +30,12 @@ __all__ = ["CANONICAL_DTYPES", "SCHEMAS", "TABLES", "ContractError", "SourceConf
 
 
 def load_data(data_dir: Path, data_end: pd.Timestamp | None = None) -> ValidatedData:
-    """``read_tables(data_dir)`` then ``validate_tables(raw, data_end)``; raises ``ContractError``."""
-    return validate_tables(read_tables(data_dir), data_end=data_end)
+    """``read_tables(data_dir)`` then ``validate_tables(raw, data_end)``; raises ``ContractError``.
+
+    Parquet files are read lazily: a typed file that is clean as it is is checked by DuckDB
+    and not read into pandas (``ValidatedData.sources`` names it; ``tables`` reads it on
+    first access)."""
+    return validate_tables(read_tables(data_dir, lazy_parquet=True), data_end=data_end)
 
 
 def describe_source(source: SourceConfig, data_dir: Path | None = None) -> str:
@@ -56,12 +60,15 @@ def read_source(source: SourceConfig, data_dir: Path | None = None,
         folder = data_dir if data_dir is not None else source.path
         if folder is None:
             raise ContractError(["no data: give --data DIR or source.path in the config"])
-        raw = read_tables(Path(folder), source)
+        raw = read_tables(Path(folder), source, lazy_parquet=True)
         where = {t: f"{t} in {folder}" for t in raw}
     mapped, problems = {}, []
     for table, frame in raw.items():
+        spec = source.table(table)
+        if spec.columns and isinstance(frame, ParquetFile):  # renamed columns: read it (never clean as it is)
+            frame = frame.read()
         try:
-            mapped[table] = map_columns(table, frame, source.table(table), where[table])
+            mapped[table] = map_columns(table, frame, spec, where[table])
         except ContractError as exc:
             problems += exc.problems
     if problems:

@@ -54,6 +54,7 @@ outside 0..10``; values are shown as read (text quoted).
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -168,15 +169,19 @@ class ValidatedData:
     row_problems: table, column, check, rows, example: how many rows broke each rule
         (a row with several problems counts once per rule).
     notes: plain sentences, e.g. that customers was derived.
+    sources: the clean tables as the feature engine reads them: the path of a Parquet file
+        that is clean as it is (it was checked by DuckDB and is read into ``tables`` only
+        on first access), else the frame of ``tables``.
     """
 
-    tables: dict[str, pd.DataFrame]
+    tables: Mapping[str, pd.DataFrame]
     quarantine: dict[str, pd.DataFrame]
     summary: pd.DataFrame
     data_end: pd.Timestamp
     row_problems: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
         columns=["table", "column", "check", "rows", "example"]))
     notes: list[str] = field(default_factory=list)
+    sources: dict = field(default_factory=dict)
 
     def skipped_tables(self) -> list[str]:
         """Optional tables the input did not have (customers never: it is derived when absent)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -28,12 +29,35 @@ _BLOCK_BYTES = 64 << 20
 MAX_COLUMNS = 1_000
 
 
-def read_tables(data_dir: Path, source: SourceConfig | None = None) -> dict[str, pd.DataFrame]:
+@dataclass(frozen=True)
+class ParquetFile:
+    """A Parquet table not read yet: its ``path``, and ``empty``, the frame pandas reads
+    without its rows (so ``columns`` and dtypes are those of ``read()``)."""
+    path: Path
+    empty: pd.DataFrame
+
+    @classmethod
+    def open(cls, path: Path) -> ParquetFile:
+        """Read the file's schema only (raises the reader's error for a file that is not Parquet)."""
+        return cls(Path(path), pq.read_schema(path).empty_table().to_pandas())
+
+    @property
+    def columns(self) -> pd.Index:
+        return self.empty.columns
+
+    def read(self) -> pd.DataFrame:
+        return pd.read_parquet(self.path)
+
+
+def read_tables(data_dir: Path, source: SourceConfig | None = None, *,
+                lazy_parquet: bool = False) -> dict[str, pd.DataFrame | ParquetFile]:
     """Read every contract table present in ``data_dir``, as it is.
 
     Input: a folder of exports; ``source`` (optional) names files and CSV formats per table.
     Output: table -> raw frame (CSV cells as ``str``, empty cells missing; Parquet with its
-    own types). Raises ``ContractError`` listing every problem.
+    own types); with ``lazy_parquet``, a Parquet file is a ``ParquetFile`` (only its schema
+    read): ``validate_tables`` checks it with DuckDB and reads it into pandas only if it
+    must. Raises ``ContractError`` listing every problem.
     """
     source = source or SourceConfig()
     data_dir = Path(data_dir)
@@ -52,7 +76,7 @@ def read_tables(data_dir: Path, source: SourceConfig | None = None) -> dict[str,
                 problems.append(f"{table}: missing required table (expected {table}.csv or {table}.parquet in {data_dir})")
             continue
         try:
-            frame = _read_file(path, spec)
+            frame = _read_file(path, spec, lazy_parquet)
         except ContractError as exc:
             problems += [f"{table}: {p}" for p in exc.problems]
             continue
@@ -105,8 +129,12 @@ def _unusable(path: Path, table: str) -> str | None:
     return None
 
 
-def _read_file(path: Path, spec: TableSource) -> pd.DataFrame:
+def _read_file(path: Path, spec: TableSource, lazy_parquet: bool = False) -> pd.DataFrame | ParquetFile:
     if path.name.endswith(".parquet"):
+        if lazy_parquet and path.is_file():
+            file = ParquetFile.open(path)
+            _check_names(pq.read_schema(path).names, path)
+            return file
         table = pq.read_table(path)
         _check_names(table.column_names, path)
         return table.to_pandas()

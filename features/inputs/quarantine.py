@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import string
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,12 +15,15 @@ import pandas as pd
 import pandera.pandas as pa
 import pyarrow
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from pandera.errors import SchemaErrors
 
 from features.inputs.config import SourceConfig, TableSource
 from features.inputs.contract import (CANONICAL_DTYPES, FLAG, ID_COLUMNS, INTEGER, NUMBER, SCHEMAS, TABLES, TEXT,
                                       TIMESTAMP, ContractError, ValidatedData)
+from features.inputs.files import ParquetFile
 from features.inputs.parse import _arrow, _as_text, _one_line, _parse_table, _Parsed, type_name
+from features.inputs.screen import parquet_sql, screen, unknown_customers
 from features.io import write_atomic
 
 # Row order of the reasons within one row: by column, then by stage.
@@ -323,7 +327,9 @@ def validate_tables(raw: dict[str, pd.DataFrame], data_end: pd.Timestamp | None 
     """Validate raw tables (as ``read_tables`` returns them) against the contract.
 
     Inputs: table -> raw frame (keys outside ``TABLES`` are ignored; the frames are not
-    modified; row positions, not index labels, become ``source_row``); ``data_end``, the
+    modified; row positions, not index labels, become ``source_row``), or a ``ParquetFile``
+    (``read_tables(..., lazy_parquet=True)``): one that ``screen`` finds clean as it is is
+    not read into pandas, any other is read and validated row by row; ``data_end``, the
     moment the extract was taken (default: now, UTC; tz-aware values are converted to
     naive UTC; a date means its midnight): every timestamp after it is quarantined.
     Output: ``ValidatedData`` (clean tables in canonical dtypes, quarantine with a reason
@@ -349,9 +355,10 @@ def validate_tables(raw: dict[str, pd.DataFrame], data_end: pd.Timestamp | None 
         problems += _missing_columns(table, raw[table])
     if problems:
         raise ContractError(problems)
-    frames = {t: raw[t].reset_index(drop=True) for t in present}
+    clean_files = _screen_files(raw, present, data_end, source, earliest)
+    frames = {t: _read(raw[t]).reset_index(drop=True) for t in present if t not in clean_files}
     parsed = {}
-    for table in present:
+    for table in frames:
         parsed[table], fatal = _parse_table(table, frames[table], source.table(table), source.ids)
         problems += fatal
     if problems:
@@ -362,6 +369,19 @@ def validate_tables(raw: dict[str, pd.DataFrame], data_end: pd.Timestamp | None 
     known = referenced = None  # customer ids kept / as read, once customers (or orders, if derived) is done
     with duckdb.connect() as con:
         for table in present:
+            if table in clean_files:
+                file, (n, checked) = raw[table], clean_files[table]
+                if known is None or checked or not unknown_customers(con, parquet_sql(file.path), known):
+                    tables[table], quarantine[table] = file, _quarantine_frame(file.empty, np.zeros(0, "int64"), _combine([]))
+                    rows.append({"table": table, "rows_read": n, "rows_kept": n, "rows_quarantined": 0})
+                    if table == "customers" or (table == "orders" and derived):
+                        if derived:
+                            tables["customers"] = _derive_customers(con, file.path)
+                        known = referenced = _ids(tables["customers"])
+                    continue
+                # clean but for customers that are not kept: the row-by-row path names those rows
+                frames[table] = _read(file).reset_index(drop=True)
+                parsed[table], _ = _parse_table(table, frames[table], source.table(table), source.ids)
             frame, p = frames[table], parsed[table]
             spec = source.table(table)
             issues = _row_issues(con, table, frame, p, data_end, known, referenced, derived, spec, earliest)
@@ -393,13 +413,93 @@ def validate_tables(raw: dict[str, pd.DataFrame], data_end: pd.Timestamp | None 
     if derived:
         notes.insert(0, "customers: derived from orders (one row per customer, created_at = the first order)")
     return ValidatedData(
-        tables={t: tables[t] for t in TABLES if t in tables},
+        tables=_CleanTables({t: tables[t] for t in TABLES if t in tables}),
         quarantine=quarantine,
         summary=pd.DataFrame(rows, columns=["table", "rows_read", "rows_kept", "rows_quarantined"]),
         data_end=data_end,
         row_problems=pd.DataFrame(counts, columns=["table", "column", "check", "rows", "example"]),
         notes=notes,
+        sources={t: tables[t].path if isinstance(tables[t], ParquetFile) else tables[t] for t in TABLES if t in tables},
     )
+
+
+def _screen_files(raw: dict, present: list[str], data_end: pd.Timestamp, source: SourceConfig,
+                  earliest: pd.Timestamp) -> dict[str, tuple[int, bool]]:
+    """The tables given as ``ParquetFile`` whose every row is clean as it is (``screen``):
+    table -> (rows, whether their customers were checked against customers too). Customers
+    comes first: when its file is clean, its ids are the kept customers, and the other
+    tables' screens check their customer_id against them in the same pass. A table read
+    with options (a format, a zone, order lines, credit notes, id normalisation) is changed
+    by validation, so it is never clean as it is; cancellations (small) are checked against
+    the orders row by row."""
+    where = {"file", "table", "query"}
+    default = TableSource().model_dump(exclude=where)
+    plain = not (source.ids.strip_leading_zeros or source.ids.lower_case or source.ids.strip_decimal_zero)
+    files = {t: raw[t] for t in present if isinstance(raw[t], ParquetFile) and plain and t != "cancellations"
+             and source.table(t).model_dump(exclude=where) == default}
+    out = {}
+    if files:
+        with duckdb.connect() as con:
+            known = None
+            for table, file in files.items():
+                joined = known if table != "customers" else None
+                try:
+                    rows = screen(con, table, parquet_sql(file.path), list(file.columns), data_end, earliest, joined)
+                except duckdb.Error:  # a file DuckDB cannot read: pandas' reader names the problem
+                    rows = None
+                if rows is not None:
+                    out[table] = (rows, joined is not None)
+                    if table == "customers":
+                        known = _ids(file)
+    return out
+
+
+def _read(source: pd.DataFrame | ParquetFile) -> pd.DataFrame:
+    """A raw table as a frame (a ``ParquetFile`` is read into pandas)."""
+    if not isinstance(source, ParquetFile):
+        return source
+    try:
+        return source.read()
+    except Exception as exc:  # as read_tables reports an unreadable file
+        detail = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise ContractError([f"{source.path.stem}: cannot read {source.path} ({type(exc).__name__}: {detail})"]) from exc
+
+
+def _ids(customers: pd.DataFrame | ParquetFile) -> pyarrow.ChunkedArray:
+    """The customer_id column of clean customers, as Arrow (from the file without pandas)."""
+    if isinstance(customers, ParquetFile):
+        return pq.read_table(customers.path, columns=["customer_id"]).column(0)
+    return _arrow(customers["customer_id"])
+
+
+def _read_clean(table: str, file: ParquetFile) -> pd.DataFrame:
+    """The clean frame of a file that is clean as it is: what the row-by-row path returns for it."""
+    parsed, _ = _parse_table(table, _read(file).reset_index(drop=True))
+    return _canonical(table, parsed.frame)
+
+
+class _CleanTables(Mapping):
+    """table -> clean frame (``ValidatedData.tables``); a table whose file is clean as it is
+    is read into pandas on first access only (``churn features`` never asks: the engine reads
+    the file)."""
+
+    def __init__(self, tables: dict[str, pd.DataFrame | ParquetFile]):
+        self._tables = tables
+
+    def __getitem__(self, table: str) -> pd.DataFrame:
+        value = self._tables[table]
+        if isinstance(value, ParquetFile):
+            value = self._tables[table] = _read_clean(table, value)
+        return value
+
+    def __contains__(self, table) -> bool:
+        return table in self._tables
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._tables)
+
+    def __len__(self) -> int:
+        return len(self._tables)
 
 
 def _row_issues(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame, parsed: _Parsed,
@@ -510,11 +610,17 @@ def _as_orders(con: duckdb.DuckDBPyConnection, clean: pd.DataFrame, spec: TableS
     return clean, lines
 
 
-def _cancelled_before_buying(con: duckdb.DuckDBPyConnection, parsed: _Parsed, orders: pd.DataFrame,
+def _cancelled_before_buying(con: duckdb.DuckDBPyConnection, parsed: _Parsed, orders: pd.DataFrame | ParquetFile,
                              position: dict[str, int]) -> list[_Issue]:
     """Cancellations dated before the customer's first kept order: a client cannot leave
     before becoming one (such a row would hide a customer who then orders for years)."""
     f = parsed.frame
+    if isinstance(orders, ParquetFile):
+        orders = pq.read_table(orders.path, columns=[c for c in ("customer_id", "ordered_at", "status")
+                                                     if c in orders.columns]).to_pandas()
+    not_bought = orders["status"].isin(["cancelled", "refund"]).to_numpy(bool) if "status" in orders else None
+    if not_bought is not None and not_bought.any():
+        orders = orders[~not_bought]
     found = _sql(con, """SELECT ev.pos, o.first FROM ev JOIN (SELECT id, min(t) AS first FROM orders GROUP BY id) o
                          USING (id) WHERE ev.t < o.first ORDER BY ev.pos""",
                  ev={"id": _arrow(f["customer_id"]), "t": _arrow(f["cancelled_at"]), "pos": np.arange(len(f), dtype=np.int64)},
@@ -527,15 +633,21 @@ def _cancelled_before_buying(con: duckdb.DuckDBPyConnection, parsed: _Parsed, or
     return [_issue("cancellations", "cancelled_at", "before_first_order", rows, msg, _CHECK, position)]
 
 
-def _derive_customers(con: duckdb.DuckDBPyConnection, orders: pd.DataFrame) -> pd.DataFrame:
-    """customers from clean orders: one row per customer_id (sorted), created_at = its first ordered_at."""
-    con.register("clean_orders", pyarrow.table({"customer_id": _arrow(orders["customer_id"]),
-                                                "ordered_at": _arrow(orders["ordered_at"])}))
+def _derive_customers(con: duckdb.DuckDBPyConnection, orders: pd.DataFrame | Path) -> pd.DataFrame:
+    """customers from clean orders (a frame, or a Parquet file clean as it is): one row per
+    customer_id (sorted), created_at = its first ordered_at."""
+    if isinstance(orders, Path):
+        src = parquet_sql(orders)
+    else:
+        con.register("clean_orders", pyarrow.table({"customer_id": _arrow(orders["customer_id"]),
+                                                    "ordered_at": _arrow(orders["ordered_at"])}))
+        src = "clean_orders"
     try:
-        first = con.sql("SELECT customer_id, min(ordered_at) AS created_at FROM clean_orders "
+        first = con.sql(f"SELECT customer_id, min(ordered_at) AS created_at FROM {src} "
                         "GROUP BY customer_id ORDER BY customer_id").to_arrow_table().to_pandas()
     finally:
-        con.unregister("clean_orders")
+        if src == "clean_orders":
+            con.unregister("clean_orders")
     return first.astype({"customer_id": "str", "created_at": "datetime64[us]"})
 
 

@@ -240,6 +240,12 @@ ROW_CASES = {
     "missing timestamp": (with_row("interactions", occurred_at=None), "interactions", "interactions.occurred_at: missing"),
     "unreadable resolved_at": (with_row("complaints", complaint_id="k9", resolved_at="soon"), "complaints",
                                "complaints.resolved_at: 'soon' is not an ISO 8601 timestamp"),
+    "placeholder date": (with_row("orders", order_id="o9", ordered_at="1900-01-01"), "orders",
+                         "orders.ordered_at: 1900-01-01 00:00:00 is implausibly early (before 1990-01-01; a placeholder "
+                         "date? set validation.earliest for an older history)"),
+    "exact copy of an interaction": (with_row("interactions"), "interactions",
+                                     "interactions.row: an exact copy of source_row 0 (every column equal: a duplicated "
+                                     "export row)"),
     "future order": (with_row("orders", order_id="o9", ordered_at="2025-01-01 00:00:01"), "orders",
                      "orders.ordered_at: 2025-01-01 00:00:01 is in the future of the data (after 2025-01-01 00:00:00)"),
     "future cancellation": (with_row("cancellations", cancelled_at="2025-03-01"), "cancellations",

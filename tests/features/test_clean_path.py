@@ -1,0 +1,69 @@
+"""The clean path: a typed Parquet file clean as it is is checked by DuckDB, not read into
+pandas; whatever the path, the validation's outcome is the row-by-row path's."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from features.inputs import load_data, read_tables, validate_tables
+from tests.features.test_contract import BASE, END, ROW_CASES, assert_reconciled, write
+
+
+def row_by_row(folder, data_end=END):
+    """The validation of the tables read into pandas (no file is screened)."""
+    return validate_tables(read_tables(folder), data_end=data_end)
+
+
+def assert_same(result, expected):
+    assert list(result.tables) == list(expected.tables)
+    for name in expected.tables:
+        pd.testing.assert_frame_equal(result.tables[name], expected.tables[name])
+        pd.testing.assert_frame_equal(result.quarantine[name], expected.quarantine[name])
+    assert set(result.quarantine) == set(expected.quarantine)
+    pd.testing.assert_frame_equal(result.summary, expected.summary)
+    pd.testing.assert_frame_equal(result.row_problems, expected.row_problems)
+    assert result.notes == expected.notes and result.data_end == expected.data_end
+
+
+def test_a_clean_typed_folder_is_read_by_the_engine_from_its_files(tmp_path):
+    tables = {**BASE, "customers": {**BASE["customers"], "segment": ["smb", None]}}
+    typed = {name: pd.DataFrame(t) for name, t in tables.items()}
+    for frame in typed.values():
+        for col in frame:
+            if col.endswith("_at"):
+                frame[col] = pd.to_datetime(frame[col], utc=True, format="ISO8601").dt.tz_localize(None).astype("datetime64[us]")
+    folder = write(tmp_path, "parquet", **typed)
+    result = load_data(folder, data_end=END)
+    assert_reconciled(result)
+    # cancellations, checked against the orders row by row, is always a frame
+    files = {name: src for name, src in result.sources.items() if name != "cancellations"}
+    assert files == {name: folder / f"{name}.parquet" for name in result.tables if name != "cancellations"}
+    assert isinstance(result.sources["cancellations"], pd.DataFrame)
+    assert_same(result, row_by_row(folder))
+
+
+@pytest.mark.parametrize("case", list(ROW_CASES))
+def test_a_file_with_a_bad_row_gives_what_the_row_by_row_path_gives(tmp_path, case):
+    tables, table, _reason = ROW_CASES[case]
+    folder = write(tmp_path, "parquet", **tables)
+    result = load_data(folder, data_end=END)
+    assert not isinstance(result.sources[table], type(folder))  # validated row by row
+    assert_same(result, row_by_row(folder))
+
+
+@pytest.mark.parametrize("column, value", [("customer_id", " a"), ("customer_id", "NULL"), ("channel", "Email"),
+                                           ("channel", "email "), ("direction", "Outbound"), ("channel", "e-mail\u00e9")])
+def test_values_not_yet_canonical_take_the_row_by_row_path(tmp_path, column, value):
+    interactions = {**BASE["interactions"], column: [value, BASE["interactions"][column][1]]}
+    folder = write(tmp_path, "parquet", **{**BASE, "interactions": interactions})
+    result = load_data(folder, data_end=END)
+    assert isinstance(result.sources["interactions"], pd.DataFrame)
+    assert_same(result, row_by_row(folder))
+
+
+def test_events_of_a_quarantined_customer_are_found_after_a_clean_screen(tmp_path):
+    customers = {"customer_id": ["a", "b"], "created_at": ["2023-12-01", "not a date"]}
+    folder = write(tmp_path, "parquet", **{**BASE, "customers": customers})
+    result = load_data(folder, data_end=END)
+    assert result.summary.set_index("table")["rows_quarantined"].to_dict()["cancellations"] == 1
+    assert_same(result, row_by_row(folder))
