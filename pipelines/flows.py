@@ -129,7 +129,7 @@ def train_flow(data_dir: Path | None, settings: Settings, home: Path, tune_trial
     logger = get_run_logger()
     home = Path(home)
     validated = validate_task(data_dir, settings, home / "validation")
-    tables = validated.tables
+    tables = validated.sources  # a Parquet file clean as it is is read by the engine itself
     frame, cutoffs = training_set_task(tables, settings)
     split = train.split_cutoffs(cutoffs, horizon_days=settings.labels.horizon_days,
                                 valid_cutoffs=settings.train.valid_cutoffs)
@@ -192,7 +192,7 @@ def score_flow(data_dir: Path | None, out_dir: Path, settings: Settings, home: P
     and actions (Parquet, CSV, Excel, HTML report) -> Prefect artifacts."""
     home, out_dir = Path(home), Path(out_dir)
     validated = validate_task(data_dir, settings, out_dir / "validation")
-    tables = validated.tables
+    tables = validated.sources  # a Parquet file clean as it is is read by the engine itself
     as_of = pd.Timestamp(as_of) if as_of is not None else labels.default_as_of(tables)
     warnings = labels.check_as_of(tables, as_of, settings.labels.horizon_days)
     registry.configure_tracking(home)
