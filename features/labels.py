@@ -39,16 +39,18 @@ STRAY_GAP_DAYS = 30
 STRAY_SHARE = 0.005
 
 
-def _event_days(source, col: str) -> pd.DataFrame:
-    """Events per day (``day``: int64 days since the epoch, ``n``) of a frame or Parquet file."""
+def _query(source, col: str, sql: str) -> list[tuple]:
+    """Run ``sql`` (``{src}`` is the table, ``{col}`` the column) over a frame's column or a Parquet file."""
     con = duckdb.connect()
     if isinstance(source, (str, Path)):
         src = parquet_sql(source)
     else:
         con.register("events", source[[col]])
         src = "events"
-    return con.execute(f"""SELECT CAST(floor(epoch_us({col}) / 86400000000) AS BIGINT) AS day, count(*) AS n
-                           FROM {src} WHERE {col} IS NOT NULL GROUP BY day ORDER BY day""").df()
+    return con.execute(sql.format(src=src, col=col)).fetchall()
+
+
+_TAILS: dict[tuple, tuple] = {}  # a few recent answers: several steps of one run ask about the same tables
 
 
 def stray_tail(tables: dict) -> tuple[pd.Timestamp | None, int]:
@@ -57,30 +59,31 @@ def stray_tail(tables: dict) -> tuple[pd.Timestamp | None, int]:
     ``STRAY_SHARE`` of all events. Returns (the last timestamp before that silence, the
     number of events after it), or (None, 0) when there is no stray tail. One mistyped
     order in 2031 must not move everyone's scoring date."""
-    days = pd.concat([_event_days(tables[t], col) for t, col in TIME_COLUMNS.items() if t in tables])
-    if not len(days):
-        return None, 0
-    days = days.groupby("day", as_index=False)["n"].sum().sort_values("day")
-    d, n = days["day"].to_numpy(), days["n"].to_numpy()
-    total = n.sum()
-    after = total - np.cumsum(n)  # events after each day
-    for i in np.flatnonzero(np.diff(d) > STRAY_GAP_DAYS):
-        if after[i] < STRAY_SHARE * total:
-            last = max(_latest_before(tables[t], col, int(d[i] + 1)) for t, col in TIME_COLUMNS.items() if t in tables)
-            return pd.Timestamp(last), int(after[i])
-    return None, 0
-
-
-def _latest_before(source, col: str, day: int) -> pd.Timestamp:
-    bound = f"TIMESTAMP '{pd.Timestamp(day, unit='D')}'"
-    con = duckdb.connect()
-    if isinstance(source, (str, Path)):
-        src = parquet_sql(source)
-    else:
-        con.register("events", source[[col]])
-        src = "events"
-    value = con.execute(f"SELECT max({col}) FROM {src} WHERE {col} < {bound}").fetchall()[0][0]
-    return pd.Timestamp(value) if value is not None else pd.Timestamp.min
+    present = [(t, col) for t, col in TIME_COLUMNS.items() if t in tables]
+    # the key holds the frames themselves, so an id is never reused while it is cached
+    key = tuple((t, str(tables[t]) if isinstance(tables[t], (str, Path)) else id(tables[t])) for t, _ in present)
+    if key in _TAILS:
+        return _TAILS[key][0]
+    counts = [pd.DataFrame(_query(tables[t], col, """SELECT CAST(floor(epoch_us({col}) / 86400000000) AS BIGINT) AS day,
+                                                         count(*) AS n FROM {src} WHERE {col} IS NOT NULL GROUP BY day"""),
+                           columns=["day", "n"]) for t, col in present]
+    days = pd.concat(counts).groupby("day", as_index=False)["n"].sum().sort_values("day")
+    answer = (None, 0)
+    if len(days):
+        d, n = days["day"].to_numpy(), days["n"].to_numpy()
+        total = n.sum()
+        after = total - np.cumsum(n)  # events after each day
+        for i in np.flatnonzero(np.diff(d) > STRAY_GAP_DAYS):
+            if after[i] < STRAY_SHARE * total:
+                bound = f"TIMESTAMP '{pd.Timestamp(int(d[i] + 1), unit='D')}'"
+                latest = [_query(tables[t], col, f"SELECT max({{col}}) FROM {{src}} WHERE {{col}} < {bound}")[0][0]
+                          for t, col in present]
+                answer = (pd.Timestamp(max(v for v in latest if v is not None)), int(after[i]))
+                break
+    if len(_TAILS) >= 4:
+        _TAILS.pop(next(iter(_TAILS)))
+    _TAILS[key] = (answer, [tables[t] for t, _ in present])
+    return answer
 
 
 def data_end(tables: dict) -> pd.Timestamp:
