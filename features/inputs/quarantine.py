@@ -430,12 +430,12 @@ def _screen_files(raw: dict, present: list[str], data_end: pd.Timestamp, source:
     comes first: when its file is clean, its ids are the kept customers, and the other
     tables' screens check their customer_id against them in the same pass. A table read
     with options (a format, a zone, order lines, credit notes, id normalisation) is changed
-    by validation, so it is never clean as it is; cancellations (small) are checked against
-    the orders row by row."""
+    by validation, so it is never clean as it is. Cancellations are clean as they are only
+    when the orders are too and no cancellation precedes its customer's first order."""
     where = {"file", "table", "query"}
     default = TableSource().model_dump(exclude=where)
     plain = not (source.ids.strip_leading_zeros or source.ids.lower_case or source.ids.strip_decimal_zero)
-    files = {t: raw[t] for t in present if isinstance(raw[t], ParquetFile) and plain and t != "cancellations"
+    files = {t: raw[t] for t in present if isinstance(raw[t], ParquetFile) and plain
              and source.table(t).model_dump(exclude=where) == default}
     out = {}
     if files:
@@ -451,7 +451,27 @@ def _screen_files(raw: dict, present: list[str], data_end: pd.Timestamp, source:
                     out[table] = (rows, joined is not None)
                     if table == "customers":
                         known = _ids(file)
+            if "cancellations" in out and ("orders" not in out or _cancels_before_buying(
+                    con, parquet_sql(files["cancellations"].path), parquet_sql(files["orders"].path))):
+                del out["cancellations"]  # the row-by-row path names those rows
     return out
+
+
+_FIRST_ORDERS = """SELECT customer_id AS id, min(ordered_at) AS first FROM {orders}
+                   WHERE {bought} GROUP BY customer_id"""
+
+
+def _bought(columns) -> str:
+    """The orders that are purchases (not cancelled, not a credit note), as a SQL condition."""
+    return "status IS NULL OR status NOT IN ('cancelled', 'refund')" if "status" in columns else "TRUE"
+
+
+def _cancels_before_buying(con: duckdb.DuckDBPyConnection, cancellations: str, orders: str) -> int:
+    """How many cancellations (a table expression) precede their customer's first order."""
+    columns = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {orders}").fetchall()]
+    first = _FIRST_ORDERS.format(orders=orders, bought=_bought(columns))
+    return con.execute(f"SELECT count(*) FROM {cancellations} c JOIN ({first}) o ON c.customer_id = o.id "
+                       "WHERE c.cancelled_at < o.first").fetchall()[0][0]
 
 
 def _read(source: pd.DataFrame | ParquetFile) -> pd.DataFrame:
@@ -615,16 +635,18 @@ def _cancelled_before_buying(con: duckdb.DuckDBPyConnection, parsed: _Parsed, or
     """Cancellations dated before the customer's first kept order: a client cannot leave
     before becoming one (such a row would hide a customer who then orders for years)."""
     f = parsed.frame
-    if isinstance(orders, ParquetFile):
-        orders = pq.read_table(orders.path, columns=[c for c in ("customer_id", "ordered_at", "status")
-                                                     if c in orders.columns]).to_pandas()
-    not_bought = orders["status"].isin(["cancelled", "refund"]).to_numpy(bool) if "status" in orders else None
-    if not_bought is not None and not_bought.any():
-        orders = orders[~not_bought]
-    found = _sql(con, """SELECT ev.pos, o.first FROM ev JOIN (SELECT id, min(t) AS first FROM orders GROUP BY id) o
-                         USING (id) WHERE ev.t < o.first ORDER BY ev.pos""",
+    if isinstance(orders, ParquetFile):  # read by DuckDB from the file
+        src, extra = parquet_sql(orders.path), {}
+    else:
+        cols = {"customer_id": _arrow(orders["customer_id"]), "ordered_at": _arrow(orders["ordered_at"])}
+        if "status" in orders:
+            cols["status"] = _arrow(orders["status"])
+        src, extra = "orders", {"orders": cols}
+    first = _FIRST_ORDERS.format(orders=src, bought=_bought(orders.columns))
+    found = _sql(con, f"""SELECT ev.pos, o.first FROM ev JOIN ({first}) o USING (id)
+                          WHERE ev.t < o.first ORDER BY ev.pos""",
                  ev={"id": _arrow(f["customer_id"]), "t": _arrow(f["cancelled_at"]), "pos": np.arange(len(f), dtype=np.int64)},
-                 orders={"id": _arrow(orders["customer_id"]), "t": _arrow(orders["ordered_at"])})
+                 **extra)
     rows = np.asarray(found["pos"], dtype=np.int64)
     if not len(rows):
         return []

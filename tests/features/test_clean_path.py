@@ -35,10 +35,7 @@ def test_a_clean_typed_folder_is_read_by_the_engine_from_its_files(tmp_path):
     folder = write(tmp_path, "parquet", **typed)
     result = load_data(folder, data_end=END)
     assert_reconciled(result)
-    # cancellations, checked against the orders row by row, is always a frame
-    files = {name: src for name, src in result.sources.items() if name != "cancellations"}
-    assert files == {name: folder / f"{name}.parquet" for name in result.tables if name != "cancellations"}
-    assert isinstance(result.sources["cancellations"], pd.DataFrame)
+    assert result.sources == {name: folder / f"{name}.parquet" for name in result.tables}
     assert_same(result, row_by_row(folder))
 
 
@@ -66,4 +63,18 @@ def test_events_of_a_quarantined_customer_are_found_after_a_clean_screen(tmp_pat
     folder = write(tmp_path, "parquet", **{**BASE, "customers": customers})
     result = load_data(folder, data_end=END)
     assert result.summary.set_index("table")["rows_quarantined"].to_dict()["cancellations"] == 1
+    assert_same(result, row_by_row(folder))
+
+
+def test_a_cancellation_before_the_first_order_sends_a_clean_file_down_the_row_path(tmp_path):
+    tables = {name: pd.DataFrame(t) for name, t in BASE.items()}
+    for frame in tables.values():
+        for col in frame:
+            if col.endswith("_at"):
+                frame[col] = pd.to_datetime(frame[col], utc=True, format="ISO8601").dt.tz_localize(None).astype("datetime64[us]")
+    tables["cancellations"] = pd.DataFrame({"customer_id": ["a"], "cancelled_at": pd.to_datetime(["2023-12-15"]).astype("datetime64[us]")})
+    folder = write(tmp_path, "parquet", **tables)
+    result = load_data(folder, data_end=END)
+    assert isinstance(result.sources["cancellations"], pd.DataFrame)
+    assert result.quarantine["cancellations"]["reason"].str.contains("before the customer's first order").all()
     assert_same(result, row_by_row(folder))
