@@ -112,3 +112,39 @@ def test_a_sql_source_through_the_command(tmp_path):
     assert result.exit_code == 0, result.output
     summary = pd.read_csv(tmp_path / "h" / "validation" / "validation_summary.csv").set_index("table")
     assert summary.loc["orders", "rows_kept"] == 2
+
+
+from tests.features.inputs.test_sql import POSTGRES_URL, pg_schema, postgres_engine  # noqa: E402,F401  (fixtures)
+
+
+def test_a_postgres_source_trains_and_scores_and_its_password_is_never_written(prefect_harness, postgres_engine,
+                                                                                pg_schema, tmp_path, monkeypatch):
+    from features.simulate import simulate
+
+    tables = {k: v for k, v in simulate(300, seed=6, contractual=False).items() if k != "truth"}
+    with postgres_engine.begin() as conn:
+        for name, frame in tables.items():
+            frame.rename(columns={"ordered_at": "invoice_date"}).to_sql(
+                "sales" if name == "orders" else name, conn, schema=pg_schema, index=False)
+    secret = "pw-" + pg_schema[-12:] + "-never-shown"
+    monkeypatch.setenv("CHURN_DB_PASSWORD", secret)
+    config = tmp_path / "sql.yaml"
+    config.write_text(yaml.safe_dump({
+        "source": {"kind": "sql", "url": POSTGRES_URL, "password_env": "CHURN_DB_PASSWORD", "schema": pg_schema,
+                   "tables": {"orders": {"table": "sales", "columns": {"ordered_at": "invoice_date"}}}},
+        "train": {"num_boost_round": 40, "backtest_folds": 0},
+        "registry": {"model_name": "from-postgres", "experiment": "from-postgres"}}))
+    home = tmp_path / "home"
+    outputs = []
+    for args in (["validate"], ["train"], ["score", "--out", tmp_path / "lists"]):
+        result = churn(*args, "--config", config, "--home", home)
+        assert result.exit_code == 0, result.output
+        outputs.append(result.output)
+    assert len(pd.read_csv(tmp_path / "lists" / "at_risk.csv")) > 0
+    assert not any(secret in text for text in outputs)
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    runs = client.search_runs([client.get_experiment_by_name("from-postgres").experiment_id])
+    assert runs and all(secret not in str(v) for r in runs for v in [*r.data.params.values(), *r.data.tags.values()])
+    assert all(secret.encode() not in path.read_bytes() for path in tmp_path.rglob("*") if path.is_file())
