@@ -31,7 +31,10 @@ def write_frame(frame: pd.DataFrame, path: Path) -> Path:
     """Write a frame as Parquet or CSV (by the file's suffix), atomically."""
     path = Path(path)
     if path.suffix == ".parquet":
-        return write_atomic(path, lambda p: frame.to_parquet(p, index=False))
+        # dictionary encoding only for text and categories: on float columns it costs half the write
+        coded = [str(c) for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])
+                 and not pd.api.types.is_datetime64_any_dtype(frame[c])]
+        return write_atomic(path, lambda p: frame.to_parquet(p, index=False, use_dictionary=coded))
     if path.suffix == ".csv":
         return write_atomic(path, lambda p: frame.to_csv(p, index=False))
     raise ValueError(f"cannot write {path}: use a .parquet or .csv file name")
