@@ -19,6 +19,13 @@ from features.inputs.contract import SCHEMAS, TABLES
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
 
 
+def _plain_name(value: str | None, what: str, hint: str = "") -> str | None:
+    """A table or schema name that is a plain SQL identifier (quoted later, never interpolated raw)."""
+    if value is not None and not _IDENTIFIER.match(value):
+        raise ValueError(f"{value!r} is not a plain {what} (letters, digits, _ and ${hint})")
+    return value
+
+
 class IdOptions(BaseModel):
     """One normalisation applied to every id column (customer_id, order_id, complaint_id) of
     every table, before the tables are matched with each other."""
@@ -64,9 +71,7 @@ class TableSource(BaseModel):
     @field_validator("table")
     @classmethod
     def _identifier(cls, value: str | None) -> str | None:
-        if value is not None and not _IDENTIFIER.match(value):
-            raise ValueError(f"{value!r} is not a plain table name (letters, digits, _ and $; use query: for anything else)")
-        return value
+        return _plain_name(value, "table name", "; use query: for anything else")
 
     @model_validator(mode="after")
     def _consistent(self) -> TableSource:
@@ -105,9 +110,7 @@ class SourceConfig(BaseModel):
     @field_validator("schema_")
     @classmethod
     def _schema_identifier(cls, value: str | None) -> str | None:
-        if value is not None and not _IDENTIFIER.match(value):
-            raise ValueError(f"{value!r} is not a plain schema name")
-        return value
+        return _plain_name(value, "schema name")
 
     @model_validator(mode="after")
     def _url_has_no_password(self) -> SourceConfig:
