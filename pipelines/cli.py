@@ -113,11 +113,13 @@ def simulate(
                                         "dd/mm/yyyy dates, 1,857.60 amounts, credit notes, copied lines, guest "
                                         "checkouts, zero-padded ids) and a CRM customers file, read with "
                                         "configs/online-retail.yaml.")] = "contract",
+    config: ConfigOpt = None,
 ):
     """Simulate customer lifecycles (orders, interactions, NPS, complaints, cancellations) in the input contract,
     or as a messy retail export (--layout online-retail)."""
     from features.simulate import simulate as run_simulation, write_dataset
 
+    _settings(config)  # every verb reads the same file; a broken one is an error here too
     if fmt not in ("parquet", "csv"):
         err.print("[red]--format[/red] must be parquet or csv")
         raise typer.Exit(2)
@@ -362,10 +364,11 @@ def registry_rollback(config: ConfigOpt = None, home: HomeOpt = Path(".churn")):
 
 
 @app.command()
-def catalogue():
+def catalogue(config: ConfigOpt = None):
     """Print the feature catalogue (name, group, unit, definition, domain idea) as markdown."""
     from features.catalogue import catalogue_markdown
 
+    _settings(config)
     print(catalogue_markdown())
 
 
