@@ -160,6 +160,7 @@ class _Cutoff:
 
     def purchases(self) -> dict[str, np.ndarray]:
         p, o, c, keys, has = self.p, self.h.orders, self.c, self.keys, self.has_order
+        refunds = self.h.refunds  # credit notes: returns, never purchases
         n = self.n_orders[keys].astype("float64")
         cols = {"days_since_last_order": _where(has, _days(c, self.last_t)),
                 "tenure_days": _where(has, _days(c, self.first_t))}
@@ -168,12 +169,11 @@ class _Cutoff:
             cols[f"orders_{w}d"] = o.count(inside)[keys].astype("float64")
             cols[f"amount_{w}d"] = o.total(o.cols["amount"], inside)[keys]
             if w == 365:
-                refunds = self.h.refunds
                 credit = refunds.count((refunds.t < c) & (refunds.t >= c - w * DAY))[keys]
                 cols["returns_365d"] = (o.count(inside & o.cols["returned"])[keys] + credit).astype("float64")
         cols["orders_total"] = _where(has, n)
         cols["amount_total"] = _where(has, o.total(o.cols["amount"], self.order_before)[keys])
-        credit = self.h.refunds.count(self.h.refunds.t < c)[keys]
+        credit = refunds.count(refunds.t < c)[keys]
         cols["returns_total"] = _where(has, o.count(self.order_before & o.cols["returned"])[keys] + credit)
         cols["last_gap_days"] = _where(has, p.order_gap[self.last_row])
         cols["max_gap_days"] = segment_max(p.order_gap, o.start[keys], o.start[keys] + self.n_orders[keys])

@@ -28,17 +28,6 @@ TIME_COLUMNS = {
 }
 
 
-def _range(source, col: str) -> tuple:
-    """(min, max) of a timestamp column of a frame or a Parquet file (None when empty)."""
-    if isinstance(source, (str, Path)):
-        return duckdb.connect().execute(f"SELECT min({col}), max({col}) FROM {parquet_sql(source)}").fetchone()
-    return (source[col].min(), source[col].max()) if len(source) else (None, None)
-
-
-STRAY_GAP_DAYS = 30
-STRAY_SHARE = 0.005
-
-
 def _query(source, col: str, sql: str) -> list[tuple]:
     """Run ``sql`` (``{src}`` is the table, ``{col}`` the column) over a frame's column or a Parquet file."""
     con = duckdb.connect()
@@ -48,6 +37,17 @@ def _query(source, col: str, sql: str) -> list[tuple]:
         con.register("events", source[[col]])
         src = "events"
     return con.execute(sql.format(src=src, col=col)).fetchall()
+
+
+def _range(source, col: str) -> tuple:
+    """(min, max) of a timestamp column of a frame or a Parquet file (None when empty)."""
+    if isinstance(source, (str, Path)):
+        return _query(source, col, "SELECT min({col}), max({col}) FROM {src}")[0]
+    return (source[col].min(), source[col].max()) if len(source) else (None, None)
+
+
+STRAY_GAP_DAYS = 30
+STRAY_SHARE = 0.005
 
 
 _TAILS: dict[tuple, tuple] = {}  # a few recent answers: several steps of one run ask about the same tables

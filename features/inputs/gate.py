@@ -41,7 +41,8 @@ def gate_problems(result: ValidatedData, config: ValidationConfig) -> list[str]:
             reasons = "; ".join(f"{r.rows:,} x {r.example}" for r in leading.itertuples())
             problems.append(f"{table}: {int(row['rows_quarantined']):,} of {read:,} rows ({share:.0%}) are quarantined "
                             f"(more than validation.max_quarantined_share {config.max_quarantined_share:.0%}); "
-                            f"leading reasons: {reasons}{_lines_hint(result, table, read)}")
+                            f"leading reasons: {reasons}"
+                            + (f"; {hint}" if (hint := _lines_hint(result, table, read)) else ""))
     return problems
 
 
@@ -49,10 +50,12 @@ def gate_warnings(result: ValidatedData) -> list[str]:
     """Signs worth a look that do not stop the run."""
     read = result.summary.set_index("table")["rows_read"]
     hint = _lines_hint(result, "orders", int(read.get("orders", 0)), threshold=0.02)
-    return [f"orders: {hint.removeprefix('; ')}"] if hint else []
+    return [f"orders: {hint}"] if hint else []
 
 
 def _lines_hint(result: ValidatedData, table: str, read: int, threshold: float = 0.1) -> str:
+    """That the orders look like order lines, when more than ``threshold`` of their rows repeat
+    an order id with other contents ('' otherwise)."""
     if table != "orders" or not read:
         return ""
     rules = result.row_problems
@@ -60,7 +63,7 @@ def _lines_hint(result: ValidatedData, table: str, read: int, threshold: float =
                              & (rules["column"] == "order_id"), "rows"].sum())
     if repeated / read <= threshold:
         return ""
-    return (f"; {repeated:,} rows repeat an order id with different contents: these look like order lines "
+    return (f"{repeated:,} rows repeat an order id with different contents: these look like order lines "
             "(set source.tables.orders.lines: true to sum the lines of each order)")
 
 
