@@ -19,7 +19,7 @@ def base_tables():
     return {
         "orders": pd.DataFrame({"order_id": ["o1", "o2", "o3", "o4"], "customer_id": ["a", "a", "b", "c"],
                                 "ordered_at": ts(["2024-01-03", "2024-04-20", "2024-05-02", "2023-11-11"]),
-                                "amount": [12.0, 30.0, 8.0, 5.0]}),
+                                "amount": [12.0, 30.0, 8.0, 5.0], "status": ["completed"] * 4}),
         "interactions": pd.DataFrame({"customer_id": ["a", "b", "c"], "channel": ["email", "login", "call"],
                                       "occurred_at": ts(["2024-01-10", "2024-05-20", "2024-02-01"]),
                                       "direction": ["outbound", "inbound", "outbound"]}),
@@ -37,6 +37,7 @@ customer = st.sampled_from(CUSTOMERS)
 
 future_event = st.one_of(
     st.tuples(st.just("orders"), customer, later, st.floats(0, 500)),
+    st.tuples(st.just("refunds"), customer, later, st.floats(0, 500)),  # credit notes
     st.tuples(st.just("interactions"), customer, later, st.sampled_from(["inbound", "outbound"])),
     st.tuples(st.just("nps"), customer, later, st.integers(0, 10)),
     st.tuples(st.just("complaints"), customer, later, st.booleans()),
@@ -45,10 +46,12 @@ future_event = st.one_of(
 
 def add_event(tables, event, i):
     table, cust, when, value = event
+    if table in ("orders", "refunds"):  # a refund is a credit note: an orders row, never a purchase
+        new = {"order_id": [f"x{i}"], "customer_id": [cust], "ordered_at": ts([when]), "amount": [value],
+               "status": ["completed" if table == "orders" else "refund"]}
+        return {**tables, "orders": pd.concat([tables["orders"], pd.DataFrame(new)], ignore_index=True)}
     frame = tables[table]
-    if table == "orders":
-        new = {"order_id": [f"x{i}"], "customer_id": [cust], "ordered_at": ts([when]), "amount": [value]}
-    elif table == "interactions":
+    if table == "interactions":
         new = {"customer_id": [cust], "channel": ["email"], "occurred_at": ts([when]), "direction": [value]}
     elif table == "nps":
         new = {"customer_id": [cust], "answered_at": ts([when]), "score": [value]}
@@ -99,6 +102,7 @@ def test_deleting_or_moving_a_past_event_changes_the_features_that_read_it(data)
 any_time = st.integers(min_value=0, max_value=500 * 24).map(lambda h: pd.Timestamp("2023-10-01") + pd.Timedelta(hours=h))
 any_event = st.one_of(
     st.tuples(st.just("orders"), customer, any_time, st.floats(0, 500)),
+    st.tuples(st.just("refunds"), customer, any_time, st.floats(0, 500)),
     st.tuples(st.just("interactions"), customer, any_time, st.sampled_from(["inbound", "outbound"])),
     st.tuples(st.just("nps"), customer, any_time, st.integers(0, 10)),
     st.tuples(st.just("complaints"), customer, any_time, st.booleans()),
@@ -140,3 +144,18 @@ def test_a_cutoff_among_many_equals_the_same_cutoff_alone(events, cutoffs, activ
 
 def _plain(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.astype({c: "object" for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)})
+
+
+def test_a_credit_note_counts_as_a_return_only_once_it_has_happened():
+    def with_refund(when):
+        return add_event(base_tables(), ("refunds", "a", pd.Timestamp(when), 30.0), 0)
+
+    def row(tables):
+        return build_features(tables, [CUTOFF]).set_index("customer_id").loc["a"]
+
+    base, before, at = row(base_tables()), row(with_refund("2024-05-01")), row(with_refund(CUTOFF))
+    assert before["returns_total"] == base["returns_total"] + 1 and before["returns_365d"] == base["returns_365d"] + 1
+    assert at["returns_total"] == base["returns_total"]
+    # never a purchase: the order counts and recency are those without it
+    assert before[["orders_total", "amount_total", "days_since_last_order"]].equals(
+        base[["orders_total", "amount_total", "days_since_last_order"]])
