@@ -148,20 +148,21 @@ def screen(con: duckdb.DuckDBPyConnection, table: str, src: str, columns: list[s
     condition = _row_sql(table, types, data_end, earliest, matched="customer_id" if known is not None else None)
     if condition is None or list(types) != list(columns):
         return None
-    checks = [f"count_if(NOT coalesce({condition}, FALSE))"]
-    checks += [f"count(*) - count(DISTINCT {_column(name)})" for name in ID_COLUMNS[table] if name in types]
-    n, *bad = con.execute(f"SELECT count(*), {', '.join(checks)} FROM {src} e").fetchall()[0]
-    if any(bad) or (not ID_COLUMNS[table] and has_copies(con, src)) or (
+    n, bad = con.execute(f"SELECT count(*), count_if(NOT coalesce({condition}, FALSE)) FROM {src} e").fetchall()[0]
+    ids = [_column(name) for name in ID_COLUMNS[table] if name in types]
+    if bad or any(repeats(con, src, c) for c in ids) or (not ids and repeats(con, src, "e")) or (
             known is not None and unknown_customers(con, src, known)):
         return None
     return n
 
 
-def has_copies(con: duckdb.DuckDBPyConnection, src: str) -> bool:
-    """Whether two rows of ``src`` may be equal in every column: two rows with the same hash
-    (sorted in NumPy: twice as fast as DuckDB's distinct count on 20M rows). A table with an
-    id column needs no such check: a copy repeats its id."""
-    hashes = con.execute(f"SELECT hash(e) AS h FROM {src} e").fetchnumpy()["h"]
+def repeats(con: duckdb.DuckDBPyConnection, src: str, expression: str) -> bool:
+    """Whether two rows of ``src`` may hold the same value of ``expression`` (an id column, or
+    ``e``: the whole row, for an exact copy in a table without ids): two equal hashes, sorted
+    in NumPy (on 5.7M order ids 0.2 s against 1.0 s for DuckDB's distinct count; on 20M
+    rows twice as fast). A collision only sends the table down the row-by-row path, which
+    compares the values; a missing id hashes alike and repeats too (it fails the rules anyway)."""
+    hashes = con.execute(f"SELECT hash({expression}) AS h FROM {src} e").fetchnumpy()["h"]
     hashes.sort()
     return bool(len(hashes) > 1 and (hashes[1:] == hashes[:-1]).any())
 
