@@ -18,6 +18,9 @@ flow wires them to the scoring history and the registry.
 """
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -215,3 +218,151 @@ def alerts(drift_by_feature: dict, score_drift: dict, expected: dict, realised: 
                 out.append(f"realised ROC-AUC {auc:.3f} on the list of {r['as_of']} is below the champion's test "
                            f"ROC-AUC {champion_roc_auc:.3f} minus {max_auc_drop:.2f}")
     return out
+
+
+# ---- the scoring history and the data: what the monitor flow reads ---------------------------
+
+def scoring_history(lists_dir: Path) -> list[tuple[pd.Timestamp, Path]]:
+    """The scorings kept under ``lists_dir`` (``OUT/history/<as_of>/at_risk.parquet``, as
+    ``churn score`` keeps them), oldest first; a folder without history holds one scoring,
+    ``OUT/at_risk.parquet``."""
+    lists_dir = Path(lists_dir)
+    found = []
+    for folder in sorted((lists_dir / "history").glob("*")):
+        path = folder / "at_risk.parquet"
+        try:
+            as_of = pd.Timestamp(folder.name)
+        except ValueError:
+            continue
+        if path.is_file():
+            found.append((as_of, path))
+    if not found and (lists_dir / "at_risk.parquet").is_file():
+        listed = pd.read_parquet(lists_dir / "at_risk.parquet", columns=["as_of"])
+        if len(listed):
+            found.append((pd.Timestamp(listed["as_of"].iloc[0]).normalize(), lists_dir / "at_risk.parquet"))
+    return found
+
+
+def read_list(path: Path) -> pd.DataFrame:
+    """The columns of a kept list that monitoring needs: customer_id, risk, tier, model_version."""
+    listed = pd.read_parquet(path)
+    missing = [c for c in ("customer_id", "risk", "tier") if c not in listed.columns]
+    if missing:
+        raise ValueError(f"{path} is not an at-risk list written by `churn score`: it lacks {missing}")
+    if "model_version" not in listed.columns:
+        listed = listed.assign(model_version=None)
+    return listed
+
+
+def outbound_touches(tables: dict, start: pd.Timestamp, end: pd.Timestamp) -> pd.Series:
+    """Outbound interactions per customer_id stamped in ``[start, end)`` (the retention team's
+    contacts during a list's horizon); empty without an interactions table."""
+    import duckdb
+
+    source = tables.get("interactions") if hasattr(tables, "get") else None
+    if source is None:
+        return pd.Series(dtype="int64")
+    with duckdb.connect() as con:
+        if isinstance(source, (str, Path)):
+            src = "read_parquet('" + str(source).replace("'", "''") + "')"
+        else:
+            con.register("interactions_frame", source[["customer_id", "occurred_at", "direction"]])
+            src = "interactions_frame"
+        rows = con.execute(f"SELECT customer_id, count(*) FROM {src} WHERE direction = 'outbound' "
+                           "AND occurred_at >= ? AND occurred_at < ? GROUP BY customer_id",
+                           [pd.Timestamp(start).to_pydatetime(), pd.Timestamp(end).to_pydatetime()]).fetchall()
+    return pd.Series({cid: int(n) for cid, n in rows}, dtype="int64")
+
+
+def horizon_closed(as_of: pd.Timestamp, horizon_days: int, data_end: pd.Timestamp) -> bool:
+    """Whether the data covers a list's whole horizon ``[as_of, as_of + horizon]``."""
+    return pd.Timestamp(as_of) + pd.Timedelta(days=horizon_days) <= pd.Timestamp(data_end)
+
+
+def to_json(report: dict) -> str:
+    """Strict JSON (no NaN: a missing figure is null)."""
+    def clean(value):
+        if isinstance(value, dict):
+            return {str(k): clean(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(v) for v in value]
+        if isinstance(value, (float, np.floating)):
+            return None if not np.isfinite(value) else float(value)
+        if isinstance(value, (np.integer,)):
+            return int(value)
+        if isinstance(value, (np.bool_,)):
+            return bool(value)
+        return value
+    return json.dumps(clean(report), indent=2, allow_nan=False)
+
+
+def realised_history(tables: dict, history: list[tuple[pd.Timestamp, pd.DataFrame]], *, horizon_days: int,
+                     data_end: pd.Timestamp, active_window_days: int = 365) -> list[dict]:
+    """For every kept list whose horizon has closed in the data: the realised figures on exactly
+    its clients (``realised_performance``, with the outbound touches each received during the
+    horizon), beside the label-free estimate made from its own risks. Oldest first."""
+    from features.labels import build_labels
+
+    out = []
+    for as_of, listed in history:
+        if not horizon_closed(as_of, horizon_days, data_end):
+            continue
+        labels = build_labels(tables, [as_of], horizon_days=horizon_days, active_window_days=active_window_days)
+        touches = outbound_touches(tables, as_of, as_of + pd.Timedelta(days=horizon_days))
+        figures = realised_performance(listed, labels, touches)
+        estimate = estimate_performance(listed["risk"], listed["tier"] == "high")
+        version = listed["model_version"].dropna()
+        out.append({"as_of": str(pd.Timestamp(as_of).date()), "model_version": str(version.iloc[0]) if len(version) else None,
+                    **figures, "expected_roc_auc": estimate["roc_auc"], "expected_pr_auc": estimate["pr_auc"],
+                    "expected_positive_rate": estimate["positive_rate"]})
+    return out
+
+
+def monitor_report(*, as_of: pd.Timestamp, model_version: str | None, reference: dict | None, features: pd.DataFrame,
+                   listed: pd.DataFrame, realised: list[dict], champion_roc_auc: float | None, psi_warn: float = 0.1,
+                   psi_alert: float = 0.2, max_auc_drop: float = 0.05) -> dict:
+    """The ``monitor.json`` document of one monitoring run: drift of the latest scoring
+    (``features``: its feature rows; ``listed``: its list) against the model's training
+    ``reference`` (no drift section without one), the label-free estimate, the realised
+    history, the alerts."""
+    risk = listed["risk"].to_numpy(dtype=float)
+    if reference is not None:
+        by_feature, score = drift(reference, features, risk, psi_warn=psi_warn, psi_alert=psi_alert)
+    else:
+        by_feature, score = {}, {"psi": None, "flag": False, "warn": False}
+    expected = estimate_performance(risk, listed["tier"].to_numpy(dtype=object) == "high")
+    lines = alerts(by_feature, score, expected, realised, champion_roc_auc=champion_roc_auc, max_auc_drop=max_auc_drop)
+    if reference is None:
+        lines.append(f"model version {model_version} has no stored training reference (trained before monitoring "
+                     "existed): drift is not measured; retrain to store one")
+    return {"as_of": str(pd.Timestamp(as_of).date()), "model_version": None if model_version is None else str(model_version),
+            "drift": by_feature, "score_drift": score, "expected": expected, "realised": realised, "alerts": lines,
+            "champion_test_roc_auc": champion_roc_auc, "thresholds": {"psi_warn": psi_warn, "psi_alert": psi_alert,
+                                                                     "max_auc_drop": max_auc_drop}}
+
+
+def select_scorings(found: list[tuple[pd.Timestamp, Path]], as_of: pd.Timestamp | None = None
+                    ) -> list[tuple[pd.Timestamp, pd.DataFrame]]:
+    """The kept lists up to ``as_of`` (default: all), read, oldest first; the last is the one
+    whose drift is measured. ValueError when there is none."""
+    chosen = [(d, p) for d, p in found if as_of is None or d <= pd.Timestamp(as_of)]
+    if not chosen:
+        when = f" on or before {pd.Timestamp(as_of).date()}" if as_of is not None else ""
+        raise ValueError(f"no at-risk list{when} in the lists folder: score first with `churn score --out DIR`, "
+                         "which keeps every scoring in DIR/history/<as_of>/")
+    return [(d, read_list(p)) for d, p in chosen]
+
+
+def write_monitor(report: dict, lists_dir: Path) -> dict[str, Path]:
+    """``monitor.json`` and ``monitor.html`` at ``lists_dir`` (the latest) and in
+    ``lists_dir/history/<as_of>/`` (kept per date)."""
+    from models.monitor_page import write_monitor_html
+    from features.io import write_atomic
+
+    text = to_json(report)
+    out = {}
+    for folder in (Path(lists_dir), Path(lists_dir) / "history" / report["as_of"]):
+        folder.mkdir(parents=True, exist_ok=True)
+        out[f"json:{folder}"] = write_atomic(folder / "monitor.json", lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        out[f"html:{folder}"] = write_monitor_html(report, folder / "monitor.html")
+    return {"json": Path(lists_dir) / "monitor.json", "html": Path(lists_dir) / "monitor.html"}

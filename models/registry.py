@@ -297,3 +297,56 @@ def load_model(model_name: str, *, alias: str = CHAMPION, uri: str | None = None
 
 def run_json(obj) -> str:
     return json.dumps(obj, indent=2, default=str)
+
+
+REFERENCE_ARTIFACT = "monitoring_reference.json"
+
+
+def load_reference(model_name: str, version: str | None) -> dict | None:
+    """The monitoring reference stored with a registered version at training time
+    (``models.monitor.reference_profile``); None when the version has none."""
+    if version is None:
+        return None
+    client = MlflowClient()
+    try:
+        run_id = client.get_model_version(model_name, str(version)).run_id
+        return mlflow.artifacts.load_dict(f"runs:/{run_id}/{REFERENCE_ARTIFACT}")
+    except (mlflow.exceptions.MlflowException, OSError, ValueError):
+        return None
+
+
+def log_monitoring(report: dict, *, experiment: str, model_name: str, home: Path) -> None:
+    """The realised figures of each closed list, as metric histories against the model version
+    that made the list (one run per version in ``<experiment>-monitoring``, tagged with the
+    version; the step is the list's date as YYYYMMDD, logged once per date), and the latest
+    estimate and drift against the latest list's version."""
+    experiment_id = ensure_experiment(f"{experiment}-monitoring", home)
+    client = MlflowClient()
+
+    def run_of(version: str) -> str:
+        found = client.search_runs([experiment_id], f"tags.model_version = '{version}' and tags.model_name = '{model_name}'",
+                                   max_results=1)
+        if found:
+            return found[0].info.run_id
+        return client.create_run(experiment_id, tags={"model_version": version, "model_name": model_name,
+                                                      "mlflow.runName": f"monitor {model_name} v{version}"}).info.run_id
+
+    def log(run_id: str, step: int, values: dict) -> None:
+        marker = next(iter(values))  # a date already logged is not logged again
+        if step in {m.step for m in client.get_metric_history(run_id, marker)}:
+            return
+        for key, value in values.items():
+            if value is not None and np.isfinite(value):
+                client.log_metric(run_id, key, float(value), step=step)
+
+    step = lambda as_of: int(str(as_of).replace("-", ""))  # noqa: E731
+    for r in report["realised"]:
+        if r.get("model_version") is not None:
+            log(run_of(str(r["model_version"])), step(r["as_of"]),
+                {f"realised_{k}": r.get(k) for k in ("rows", "roc_auc", "pr_auc", "ece", "precision_high_tier", "positive_rate",
+                                                     "untouched_roc_auc")} | {"estimated_roc_auc": r.get("expected_roc_auc")})
+    if report.get("model_version") is not None:
+        drifted = sum(1 for d in report["drift"].values() if d["flag"])
+        log(run_of(str(report["model_version"])), step(report["as_of"]),
+            {f"expected_{k}": v for k, v in report["expected"].items()} | {"drifted_features": drifted,
+                                                                            "score_psi": report["score_drift"].get("psi")})

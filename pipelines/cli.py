@@ -305,6 +305,49 @@ def score(
         console.print(f"  {path}", highlight=False)
 
 
+ALERT_EXIT = 3
+
+
+@app.command()
+def monitor(
+    lists: Annotated[Path, typer.Option("--lists", help="The folder `churn score --out` writes: its history/<as_of>/ holds every past list.")],
+    data: DataOpt = None,
+    as_of: Annotated[Optional[str], typer.Option("--as-of", help="Monitor the latest list on or before this ISO 8601 date (default: the latest list).")] = None,
+    config: ConfigOpt = None,
+    home: HomeOpt = Path(".churn"),
+):
+    """Check the champion: drift of the latest list against the training data, its performance
+    estimated before the labels arrive, and the realised performance of every past list whose
+    horizon has closed in the data. Writes monitor.json and monitor.html into --lists.
+
+    Exit codes: 0 no alert, 3 alerts (listed in monitor.json and printed), 2 an input or setup error."""
+    settings = _settings(config)
+    home = prepare_environment(home)
+    when = _parse_date(as_of, "--as-of")
+    from features.inputs import ContractError
+    from pipelines.flows import monitor_flow
+
+    folder = _data_dir(data, settings)
+    try:
+        result = monitor_flow(folder, Path(lists).resolve(), settings, home, as_of=when)
+    except ContractError as exc:
+        _contract_errors(exc)
+    except (LookupError, ValueError) as exc:
+        err.print(f"[red]cannot monitor:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from exc
+    doc = result.report
+    e = doc["expected"]
+    flagged = sum(1 for d in doc["drift"].values() if d["flag"])
+    console.print(f"monitoring the list of {result.as_of.date()} (model version {result.model_version}): "
+                  f"{flagged} of {len(doc['drift'])} features drifted; estimated ROC-AUC {e['roc_auc']}, "
+                  f"{len(doc['realised'])} past list(s) with realised figures", highlight=False)
+    for line in result.alerts:
+        err.print(f"[red]alert:[/red] {line}", highlight=False)
+    console.print(f"  {result.html}\n  {result.json}", highlight=False)
+    if result.alerts:
+        raise typer.Exit(ALERT_EXIT)
+
+
 registry_app = typer.Typer(no_args_is_help=True, help="See and move the registry's aliases: champion (what `score` uses) and challenger.")
 app.add_typer(registry_app, name="registry")
 

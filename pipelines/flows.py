@@ -17,7 +17,7 @@ from features import build, labels
 from features.catalogue import catalogue_frame, feature_group
 from features.config import FeatureConfig
 from features.inputs import ValidatedData, describe_source, format_summary, gate_warnings, validate_source
-from models import evaluate, registry, report, score, train
+from models import evaluate, monitor, registry, report, score, train
 from models.card import markdown_table, model_card
 from pipelines.settings import Settings
 
@@ -168,6 +168,8 @@ def train_flow(data_dir: Path | None, settings: Settings, home: Path, tune_trial
                  **{f"metrics_by_{k}.csv": v for k, v in report.breakdowns.items()}}
     if backtest is not None:
         artifacts["backtest.csv"] = backtest
+    artifacts[registry.REFERENCE_ARTIFACT] = monitor.to_json(
+        monitor.reference_profile(test[feature_cols], report.test_scores["risk"].to_numpy()))
     tracking_uri = registry.configure_tracking(home)
     logged = registry.log_training_run(
         report, experiment=settings.registry.experiment, model_name=settings.registry.model_name, home=home,
@@ -251,3 +253,68 @@ def demo_flow(settings: Settings, home: Path) -> tuple[TrainResult, ScoreResult]
     trained = train_flow(data_dir, settings, home)
     scored = score_flow(data_dir, home / "demo" / "at_risk", settings, home)
     return trained, scored
+
+
+@dataclass
+class MonitorResult:
+    json: Path
+    html: Path
+    as_of: pd.Timestamp
+    model_version: str | None
+    alerts: list[str]
+    report: dict
+
+
+@task(cache_policy=NO_CACHE)
+def realised_task(tables: dict, scorings: list, horizon_days: int, active_window_days: int) -> list[dict]:
+    return monitor.realised_history(tables, scorings, horizon_days=horizon_days, data_end=labels.data_end(tables),
+                                    active_window_days=active_window_days)
+
+
+@flow(name="monitor")
+def monitor_flow(data_dir: Path | None, lists_dir: Path, settings: Settings, home: Path,
+                 as_of: pd.Timestamp | None = None) -> MonitorResult:
+    """validate -> the kept lists (``lists_dir/history``) -> drift of the latest scoring against
+    its model's training reference, label-free estimate, realised figures of every list whose
+    horizon has closed -> MLflow metric histories per model version -> monitor.json / .html;
+    alerts as a Prefect event and artifact."""
+    home, lists_dir = Path(home), Path(lists_dir)
+    validated = validate_task(data_dir, settings, home / "validation" / "monitor")
+    tables = validated.sources
+    scorings = monitor.select_scorings(monitor.scoring_history(lists_dir), as_of)
+    latest_as_of, latest = scorings[-1]
+    versions = latest["model_version"].dropna()
+    version = str(versions.iloc[0]) if len(versions) else None
+    registry.configure_tracking(home)
+    name = settings.registry.model_name
+    reference = registry.load_reference(name, version)
+    channels = build.channel_list(reference["features"]) if reference else None
+    features = features_task(tables, [latest_as_of], settings.feature_config(), channels=channels)
+    realised = realised_task(tables, scorings, settings.labels.horizon_days, settings.features.active_window_days)
+    m = settings.monitor
+    doc = monitor.monitor_report(as_of=latest_as_of, model_version=version, reference=reference, features=features,
+                                 listed=latest, realised=realised,
+                                 champion_roc_auc=registry.version_metrics(name, version).get("test_roc_auc"),
+                                 psi_warn=m.psi_warn, psi_alert=m.psi_alert, max_auc_drop=m.max_auc_drop)
+    registry.log_monitoring(doc, experiment=settings.registry.experiment, model_name=name, home=home)
+    paths = monitor.write_monitor(doc, lists_dir)
+    publish_monitoring(doc)
+    return MonitorResult(json=paths["json"], html=paths["html"], as_of=latest_as_of, model_version=version,
+                         alerts=doc["alerts"], report=doc)
+
+
+def publish_monitoring(doc: dict) -> None:
+    """The alerts as a Prefect event (``churn.monitor.alert``, for automations) and the
+    summary as a Prefect artifact."""
+    from prefect.artifacts import create_markdown_artifact
+    from prefect.events import emit_event
+
+    lines = [f"# Monitoring as of {doc['as_of']} (model version {doc['model_version']})", ""]
+    lines += [f"- ALERT: {a}" for a in doc["alerts"]] or ["- no alert"]
+    e = doc["expected"]
+    lines += ["", f"- estimated ROC-AUC {e['roc_auc']}, PR-AUC {e['pr_auc']}, leaver share {e['positive_rate']}",
+              f"- features with a large shift: {sum(1 for d in doc['drift'].values() if d['flag'])} of {len(doc['drift'])}"]
+    create_markdown_artifact(key="monitoring", markdown="\n".join(lines))
+    if doc["alerts"]:
+        emit_event(event="churn.monitor.alert", resource={"prefect.resource.id": f"churn.model.version.{doc['model_version']}"},
+                   payload={"as_of": doc["as_of"], "alerts": doc["alerts"]})

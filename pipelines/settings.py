@@ -72,6 +72,12 @@ class ScoreSettings(_Section):
     actions: dict[str, str] = Field(default_factory=dict, description="overrides of models.reasons.DEFAULT_ACTIONS by reason key")
 
 
+class MonitorSettings(_Section):
+    psi_warn: float = Field(0.1, ge=0, description="population stability index from which a feature's shift is reported as moderate")
+    psi_alert: float = Field(0.2, ge=0, description="PSI at or above which a feature or the score is flagged and alerted")
+    max_auc_drop: float = Field(0.05, ge=0, description="alert when the estimated or realised ROC-AUC falls this far below the champion's test ROC-AUC")
+
+
 class SimulateSettings(_Section):
     customers: int = Field(20_000, gt=0)
     seed: int = 7
@@ -86,6 +92,7 @@ class Settings(_Section):
     train: TrainSettings = TrainSettings()
     registry: RegistrySettings = RegistrySettings()
     score: ScoreSettings = ScoreSettings()
+    monitor: MonitorSettings = MonitorSettings()
     demo: SimulateSettings = SimulateSettings()
 
     def with_overrides(self, **dotted: Any) -> "Settings":
