@@ -348,6 +348,38 @@ def monitor(
         raise typer.Exit(ALERT_EXIT)
 
 
+@app.command()
+def serve(
+    data: DataOpt = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Folder the scheduled scoring writes (default: score.out_dir of the config).")] = None,
+    config: ConfigOpt = None,
+    home: HomeOpt = Path(".churn"),
+):
+    """Serve the train, score and monitor deployments on their cron schedules (the config's
+    schedule: section) against the Prefect server at PREFECT_API_URL, until stopped (Ctrl-C
+    pauses the schedules). A completed train run starts a score run, a completed score run a
+    monitor run."""
+    settings = _settings(config)
+    home = prepare_environment(home)
+    if not os.environ.get("PREFECT_API_URL"):
+        err.print("[red]no Prefect server:[/red] schedules run only on a real server. Start one with "
+                  "`prefect server start --host 127.0.0.1` and set PREFECT_API_URL=http://127.0.0.1:4200/api", highlight=False)
+        raise typer.Exit(2)
+    folder = _data_dir(data, settings)
+    if out is None and settings.score.out_dir is None:
+        err.print("[red]no lists folder:[/red] give --out DIR or score.out_dir in the --config file", highlight=False)
+        raise typer.Exit(2)
+    from prefect import serve as serve_deployments
+
+    from pipelines.deploy import build_deployments
+
+    deployments = build_deployments(settings, config=config, data=folder, home=home, out=out)
+    s = settings.schedule
+    console.print(f"serving churn-train ({s.train}), churn-score ({s.score}) and churn-monitor ({s.monitor}), "
+                  f"time zone {s.timezone}, against {os.environ['PREFECT_API_URL']}", highlight=False)
+    serve_deployments(*deployments, pause_on_shutdown=True)
+
+
 registry_app = typer.Typer(no_args_is_help=True, help="See and move the registry's aliases: champion (what `score` uses) and challenger.")
 app.add_typer(registry_app, name="registry")
 

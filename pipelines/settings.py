@@ -6,10 +6,10 @@ file passed with ``--config`` overrides them field by field. CLI flags override 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from features.config import FeatureConfig
 from features.inputs.config import SourceConfig, ValidationConfig
@@ -70,6 +70,33 @@ class ScoreSettings(_Section):
     actionable_share: float = Field(0.2, gt=0, le=1, description="reasons in words for this top share of the list")
     explain_all: bool = Field(False, description="reasons in words for every client")
     actions: dict[str, str] = Field(default_factory=dict, description="overrides of models.reasons.DEFAULT_ACTIONS by reason key")
+    out_dir: Optional[Path] = Field(None, description="where the scheduled scoring writes (OUT/history/<as_of>/, the latest at OUT/); relative to the folder the command runs in")
+
+
+class ScheduleSettings(_Section):
+    timezone: str = Field("UTC", description="IANA time zone the cron schedules are read in")
+    train: str = Field("7 2 1 * *", description="cron of the train deployment (monthly retraining)")
+    score: str = Field("17 6 * * 1", description="cron of the score deployment (weekly scoring)")
+    monitor: str = Field("37 6 * * 1", description="cron of the monitor deployment (after the scoring)")
+
+    @model_validator(mode="after")
+    def _check(self) -> "ScheduleSettings":
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"schedule.timezone {self.timezone!r} is not an IANA time zone (e.g. Europe/Paris)") from exc
+        minutes = {}
+        for name in ("train", "score", "monitor"):
+            fields = getattr(self, name).split()
+            if len(fields) != 5:
+                raise ValueError(f"schedule.{name} {getattr(self, name)!r} is not a 5-field cron (minute hour day month weekday)")
+            minutes.setdefault(fields[0], []).append(name)
+        same = [names for names in minutes.values() if len(names) > 1]
+        if same:  # Prefect fires schedules of one minute with different parameters once (PrefectHQ/prefect#17550)
+            raise ValueError(f"schedule: {' and '.join(same[0])} start in the same minute; give each its own minute")
+        return self
 
 
 class MonitorSettings(_Section):
@@ -93,6 +120,7 @@ class Settings(_Section):
     registry: RegistrySettings = RegistrySettings()
     score: ScoreSettings = ScoreSettings()
     monitor: MonitorSettings = MonitorSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
     demo: SimulateSettings = SimulateSettings()
 
     def with_overrides(self, **dotted: Any) -> "Settings":
