@@ -36,7 +36,8 @@ GATE_METRICS = {"roc_auc": roc_auc_score, "pr_auc": average_precision_score}
 
 
 def configure_tracking(home: Path) -> str:
-    """Point MLflow at ``MLFLOW_TRACKING_URI`` or at a SQLite store under ``home``; return the URI."""
+    """Point MLflow at ``MLFLOW_TRACKING_URI`` or at a SQLite store under ``home``; return the
+    URI as it may be printed (``shown_uri``: a password masked)."""
     uri = os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
         home = Path(home).resolve()
@@ -44,7 +45,18 @@ def configure_tracking(home: Path) -> str:
         uri = f"sqlite:///{home / 'mlflow' / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    return uri
+    return shown_uri(uri)
+
+
+def shown_uri(uri: str) -> str:
+    """A tracking URI fit to print: ``postgresql+psycopg2://user:***@host/db`` (a user's password,
+    and query parameters naming a password, secret, token or key, masked); paths as they are."""
+    uri = str(uri)
+    if "://" not in uri or ("@" not in uri and "?" not in uri):
+        return uri
+    from features.inputs.sql import redact_url
+
+    return redact_url(uri)
 
 
 def ensure_experiment(name: str, home: Path) -> str:
@@ -142,7 +154,7 @@ def log_training_run(report, *, experiment: str, model_name: str, home: Path, pa
                           test_inputs=test_inputs, labels=labels, metric=gate_metric, margin=gate_margin)
     aliases = (CHALLENGER, CHAMPION) if decision.promoted else (CHALLENGER,)
     return LoggedModel(run_id=run.info.run_id, model_uri=info.model_uri, version=version, aliases=aliases,
-                       tracking_uri=mlflow.get_tracking_uri(), gate=decision)
+                       tracking_uri=shown_uri(mlflow.get_tracking_uri()), gate=decision)
 
 
 def log_trials(trials: pd.DataFrame, *, experiment: str, home: Path) -> str:
@@ -285,7 +297,7 @@ def load_model(model_name: str, *, alias: str = CHAMPION, uri: str | None = None
     try:
         loaded = mlflow.pyfunc.load_model(uri)
     except mlflow.exceptions.MlflowException as exc:
-        raise LookupError(f"no model at {uri} in {mlflow.get_tracking_uri()}: train one first with "
+        raise LookupError(f"no model at {uri} in {shown_uri(mlflow.get_tracking_uri())}: train one first with "
                           f"`churn train --data DIR` ({exc.message})") from exc
     version = None
     if uri.startswith("models:/") and "@" in uri:
