@@ -24,6 +24,7 @@ Parquet files (DuckDB reads them directly, so the tables never have to fit in pa
 """
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -53,6 +54,8 @@ BTYD_INPUTS = ("btyd_x", "btyd_t_x", "btyd_T")
 NPS_LEVELS = ("detractor", "none", "passive", "promoter")
 STAGES = ("adherent", "buyer", "regular")
 PHASES = ("acclimate", "accomplish", "activate", "admit", "adopt", "advocate", "affirm")
+
+log = logging.getLogger(__name__)
 
 
 def is_contractual(tables: Mapping[str, Source]) -> bool:
@@ -535,12 +538,18 @@ def nps_category(score: pd.Series) -> pd.Series:
 
 
 def _btyd_features(frame: pd.DataFrame, config: FeatureConfig) -> pd.DataFrame:
-    """BG/NBD fitted per cutoff on that cutoff's own history, applied to every client."""
+    """BG/NBD fitted per cutoff on that cutoff's own history, applied to every client. A cutoff
+    whose fit fails (``btyd.BtydFitError``: e.g. no client has bought yet) keeps the three
+    features missing, with a warning."""
     horizon_weeks = config.btyd_horizon_days / 7.0
     out = {name: np.full(len(frame), np.nan) for name in ("btyd_p_no_order", "btyd_expected_orders", "btyd_p_alive")}
-    for _cutoff, rows in frame.groupby("cutoff", sort=True).indices.items():
+    for cutoff, rows in frame.groupby("cutoff", sort=True).indices.items():
         x, t_x, T = (frame[c].to_numpy(dtype=float)[rows] for c in ("btyd_x", "btyd_t_x", "btyd_T"))
-        params = btyd.fit_bgnbd(x, t_x, T, sample=config.btyd_sample)
+        try:
+            params = btyd.fit_bgnbd(x, t_x, T, sample=config.btyd_sample)
+        except btyd.BtydFitError as error:
+            log.warning("btyd_* features missing at cutoff %s: %s", pd.Timestamp(cutoff).date(), error)
+            continue
         out["btyd_p_no_order"][rows] = btyd.p_no_purchase(params, x, t_x, T, horizon_weeks)
         out["btyd_expected_orders"][rows] = btyd.expected_purchases(params, x, t_x, T, horizon_weeks)
         out["btyd_p_alive"][rows] = btyd.p_alive(params, x, t_x, T)
