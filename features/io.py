@@ -28,8 +28,14 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> Path:
 
 
 def write_frame(frame: pd.DataFrame, path: Path) -> Path:
-    """Write a frame as Parquet or CSV (by the file's suffix), atomically."""
+    """Write a frame as Parquet or CSV (by the file's suffix), atomically. Categorical columns
+    are written as text (missing stays missing): a reader gets strings, which is what the
+    served model's signature expects (MLflow refuses pandas categoricals for a string column,
+    mlflow/mlflow#12910)."""
     path = Path(path)
+    cats = [c for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)]
+    if cats:
+        frame = frame.assign(**{c: frame[c].astype("object").where(frame[c].notna(), None) for c in cats})
     if path.suffix == ".parquet":
         # dictionary encoding only for text and categories: on float columns it costs half the write
         coded = [str(c) for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])
