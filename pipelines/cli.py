@@ -43,6 +43,10 @@ def prepare_environment(home: Path) -> Path:
         "MPLCONFIGDIR": str(home / "matplotlib"),
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
         "GIT_PYTHON_REFRESH": "quiet",
+        # an unreachable tracking server fails in seconds, not after MLflow's default 7 retries (~4 minutes)
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
     }
     for key, value in defaults.items():
         os.environ.setdefault(key, value)
@@ -99,6 +103,47 @@ def _warn(lines) -> None:
         err.print(f"[yellow]warning:[/yellow] {line}", highlight=False)
 
 
+def _guarded(verb):
+    """A setup problem (a path, a store, a server, a driver, a full or read-only disk) ends the
+    verb with one line and exit 2 instead of a traceback."""
+    import functools
+
+    @functools.wraps(verb)
+    def run(*args, **kwargs):
+        from pipelines.preflight import SetupError, describe_os_error
+
+        try:
+            return verb(*args, **kwargs)
+        except SetupError as exc:
+            err.print(f"[red]cannot start:[/red] {exc}", highlight=False)
+            raise typer.Exit(2) from exc
+        except OSError as exc:
+            line = describe_os_error(exc)
+            if line is None:
+                raise
+            err.print(f"[red]cannot write:[/red] {line}", highlight=False)
+            raise typer.Exit(2) from exc
+        except ModuleNotFoundError as exc:
+            err.print(f"[red]missing package:[/red] {exc.name!r} is not installed in this environment "
+                      f"(pip install {exc.name}, or run `make install`)", highlight=False)
+            raise typer.Exit(2) from exc
+    return run
+
+
+def _preflight(home: Path, *, tracking: bool = True, out_dir: Optional[Path] = None,
+               out_file: Optional[Path] = None) -> None:
+    """The checks of pipelines.preflight that this verb needs (SetupError: exit 2 via _guarded)."""
+    from pipelines import preflight
+
+    if out_dir is not None:
+        preflight.check_output_folder(out_dir)
+    if out_file is not None:
+        preflight.check_output_file(out_file)
+    if tracking:
+        preflight.check_tracking(home)
+        preflight.check_prefect_home()
+
+
 @app.command()
 def simulate(
     out: Annotated[Path, typer.Option("--out", help="Folder to write the tables and truth.parquet into.")],
@@ -139,6 +184,7 @@ def simulate(
 
 
 @app.command()
+@_guarded
 def validate(
     data: DataOpt = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Where to write quarantine_<table>.csv and validation_summary.csv (default: <home>/validation).")] = None,
@@ -173,6 +219,7 @@ def validate(
 
 
 @app.command()
+@_guarded
 def features(
     cutoff: Annotated[list[str], typer.Option("--cutoff", help="Cutoff date (ISO 8601), repeatable: features read only facts strictly before it.")],
     out: Annotated[Path, typer.Option("--out", help="Output file (.parquet or .csv).")],
@@ -192,6 +239,7 @@ def features(
 
     settings = _settings(config, **{"labels.horizon_days": horizon_days})
     home = prepare_environment(home)
+    _preflight(home, tracking=False, out_file=out)
     folder = _data_dir(data, settings)
     cutoffs = sorted({_parse_date(c, "--cutoff") for c in cutoff})
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -231,6 +279,7 @@ def features(
 
 
 @app.command()
+@_guarded
 def train(
     data: DataOpt = None,
     config: ConfigOpt = None,
@@ -241,6 +290,7 @@ def train(
     """Train on every monthly cutoff whose label horizon is observed; test on the latest; register in MLflow."""
     settings = _settings(config, **{"labels.horizon_days": horizon_days})
     home = prepare_environment(home)
+    _preflight(home)
     from features.inputs import ContractError
     from pipelines.flows import train_flow
 
@@ -275,6 +325,7 @@ def _print_training(result) -> None:
 
 
 @app.command()
+@_guarded
 def score(
     out: Annotated[Path, typer.Option("--out", help="Folder for at_risk.parquet and at_risk.csv.")],
     data: DataOpt = None,
@@ -286,6 +337,7 @@ def score(
     """Score every client with the champion model and write the ranked at-risk list."""
     settings = _settings(config)
     home = prepare_environment(home)
+    _preflight(home, out_dir=out)
     when = _parse_date(as_of, "--as-of")
     from features.inputs import ContractError
     from pipelines.flows import score_flow
@@ -309,6 +361,7 @@ ALERT_EXIT = 3
 
 
 @app.command()
+@_guarded
 def monitor(
     lists: Annotated[Path, typer.Option("--lists", help="The folder `churn score --out` writes: its history/<as_of>/ holds every past list.")],
     data: DataOpt = None,
@@ -323,6 +376,7 @@ def monitor(
     Exit codes: 0 no alert, 3 alerts (listed in monitor.json and printed), 2 an input or setup error."""
     settings = _settings(config)
     home = prepare_environment(home)
+    _preflight(home, out_dir=lists)
     when = _parse_date(as_of, "--as-of")
     from features.inputs import ContractError
     from pipelines.flows import monitor_flow
@@ -349,6 +403,7 @@ def monitor(
 
 
 @app.command()
+@_guarded
 def serve(
     data: DataOpt = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Folder the scheduled scoring writes (default: score.out_dir of the config).")] = None,
@@ -361,6 +416,7 @@ def serve(
     monitor run."""
     settings = _settings(config)
     home = prepare_environment(home)
+    _preflight(home, out_dir=out)
     if not os.environ.get("PREFECT_API_URL"):
         err.print("[red]no Prefect server:[/red] schedules run only on a real server. Start one with "
                   "`prefect server start --host 127.0.0.1` and set PREFECT_API_URL=http://127.0.0.1:4200/api", highlight=False)
@@ -387,6 +443,7 @@ app.add_typer(registry_app, name="registry")
 def _registry_setup(config: Optional[Path], home: Path):
     settings = _settings(config)
     home = prepare_environment(home)
+    _preflight(home)
     from models import registry
 
     registry.configure_tracking(home)
@@ -394,6 +451,7 @@ def _registry_setup(config: Optional[Path], home: Path):
 
 
 @registry_app.command("list")
+@_guarded
 def registry_list(config: ConfigOpt = None, home: HomeOpt = Path(".churn")):
     """Every registered version with its aliases, test metrics and gate decision."""
     from rich.table import Table
@@ -413,6 +471,7 @@ def registry_list(config: ConfigOpt = None, home: HomeOpt = Path(".churn")):
 
 
 @registry_app.command("promote")
+@_guarded
 def registry_promote(version: Annotated[str, typer.Argument(help="Model version to make champion.")],
                      reason: Annotated[str, typer.Option("--reason", help="Why (recorded as a version tag).")] = "promoted by hand",
                      config: ConfigOpt = None, home: HomeOpt = Path(".churn")):
@@ -427,6 +486,7 @@ def registry_promote(version: Annotated[str, typer.Argument(help="Model version 
 
 
 @registry_app.command("rollback")
+@_guarded
 def registry_rollback(config: ConfigOpt = None, home: HomeOpt = Path(".churn")):
     """Give the champion alias back to the version the current champion replaced."""
     settings, registry = _registry_setup(config, home)
@@ -448,6 +508,7 @@ def catalogue(config: ConfigOpt = None):
 
 
 @app.command()
+@_guarded
 def demo(
     config: ConfigOpt = None,
     customers: Annotated[Optional[int], typer.Option("--customers", min=100, help="Simulated customers (default 20,000).")] = None,
@@ -456,6 +517,7 @@ def demo(
     """Simulate a company, then validate, build features and labels, train, register and score it."""
     settings = _settings(config, **{"demo.customers": customers})
     home = prepare_environment(home)
+    _preflight(home)
     from pipelines.flows import demo_flow
 
     trained, scored = demo_flow(settings, home)
