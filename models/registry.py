@@ -118,7 +118,8 @@ def to_model_input(features: pd.DataFrame) -> pd.DataFrame:
 
 def log_training_run(report, *, experiment: str, model_name: str, home: Path, params: dict, config: dict,
                      tags: dict[str, str], test_inputs: pd.DataFrame, artifacts: dict[str, pd.DataFrame | str | Path] | None = None,
-                     top_k: int = 3, gate_metric: str = "roc_auc", gate_margin: float = 0.0) -> LoggedModel:
+                     top_k: int = 3, gate_metric: str = "roc_auc", gate_margin: float = 0.0,
+                     require_approval: bool = False) -> LoggedModel:
     """Log one training (a ``models.train.TrainingReport``) as an MLflow run, register the model,
     give it the ``challenger`` alias and apply the champion gate.
 
@@ -151,7 +152,8 @@ def log_training_run(report, *, experiment: str, model_name: str, home: Path, pa
     client.set_registered_model_alias(model_name, CHALLENGER, version)
     labels = report.test_scores["label"].to_numpy()
     decision = apply_gate(model_name, version, challenger_value=float(GATE_METRICS[gate_metric](labels, report.test_scores["risk"])),
-                          test_inputs=test_inputs, labels=labels, metric=gate_metric, margin=gate_margin)
+                          test_inputs=test_inputs, labels=labels, metric=gate_metric, margin=gate_margin,
+                          require_approval=require_approval)
     aliases = (CHALLENGER, CHAMPION) if decision.promoted else (CHALLENGER,)
     return LoggedModel(run_id=run.info.run_id, model_uri=info.model_uri, version=version, aliases=aliases,
                        tracking_uri=shown_uri(mlflow.get_tracking_uri()), gate=decision)
@@ -190,10 +192,15 @@ def _champion_version(model_name: str):
         return None
 
 
+AWAITING = "awaiting approval"
+
+
 def apply_gate(model_name: str, version: str, *, challenger_value: float, test_inputs: pd.DataFrame, labels,
-               metric: str = "roc_auc", margin: float = 0.0) -> GateDecision:
+               metric: str = "roc_auc", margin: float = 0.0, require_approval: bool = False) -> GateDecision:
     """Promote ``version`` to champion if there is none, or if it scores at least the champion's
-    value + ``margin`` on the same test rows. Records the decision as version tags."""
+    value + ``margin`` on the same test rows. Records the decision as version tags. With
+    ``require_approval``, a version that passes waits (``gate_decision`` = awaiting approval)
+    until ``approve`` makes it champion."""
     client = MlflowClient()
     champion = _champion_version(model_name)
     if champion is None:
@@ -212,8 +219,13 @@ def apply_gate(model_name: str, version: str, *, challenger_value: float, test_i
             decision = GateDecision(promoted, metric, challenger_value, str(champion.version), champion_value,
                                     f"{metric} {challenger_value:.4f} is {verdict} champion v{champion.version}'s "
                                     f"{champion_value:.4f} + margin {margin} on the same test rows")
+    waits = decision.promoted and require_approval
+    if waits:
+        decision = GateDecision(False, decision.metric, decision.challenger_value, decision.champion_version,
+                                decision.champion_value, f"{decision.reason}; passed the gate, awaiting approval "
+                                f"(churn registry approve {version})")
     tags = {"gate_metric": metric, "gate_challenger_value": f"{challenger_value:.6f}", "gate_decision":
-            "promoted" if decision.promoted else "refused", "gate_reason": decision.reason}
+            AWAITING if waits else "promoted" if decision.promoted else "refused", "gate_reason": decision.reason}
     if decision.champion_value is not None:
         tags["gate_champion_value"] = f"{decision.champion_value:.6f}"
     for key, value in tags.items():
@@ -232,6 +244,33 @@ def promote(model_name: str, version: str, *, reason: str = "promoted by hand") 
         client.set_model_version_tag(model_name, str(version), "previous_champion", str(previous.version))
     client.set_model_version_tag(model_name, str(version), "champion_reason", reason)
     client.set_registered_model_alias(model_name, CHAMPION, str(version))
+
+
+def approve(model_name: str, version: str) -> str:
+    """Make a version that passed the gate and awaits approval the champion; returns the reason
+    recorded. LookupError for an unknown version, ValueError for one that does not await approval."""
+    client = MlflowClient()
+    try:
+        found = client.get_model_version(model_name, str(version))
+    except mlflow.exceptions.MlflowException as exc:
+        raise LookupError(f"model {model_name!r} has no version {version}") from exc
+    decision = found.tags.get("gate_decision")
+    if decision != AWAITING:
+        raise ValueError(f"version {version} does not await approval (its gate decision: {decision or 'none'}); "
+                         f"`churn registry promote {version}` makes any version champion")
+    reason = f"approved by hand after passing the gate ({found.tags.get('gate_reason', '')})"
+    promote(model_name, str(version), reason=reason)
+    client.set_model_version_tag(model_name, str(version), "gate_decision", "approved")
+    return reason
+
+
+def awaiting_approval(model_name: str) -> list[str]:
+    """The versions that passed the gate and wait for ``approve``."""
+    try:
+        found = MlflowClient().search_model_versions(f"name = '{model_name}'")
+    except mlflow.exceptions.MlflowException:
+        return []
+    return sorted((str(v.version) for v in found if v.tags.get("gate_decision") == AWAITING), key=int)
 
 
 def rollback(model_name: str) -> tuple[str, str]:
@@ -297,6 +336,10 @@ def load_model(model_name: str, *, alias: str = CHAMPION, uri: str | None = None
     try:
         loaded = mlflow.pyfunc.load_model(uri)
     except mlflow.exceptions.MlflowException as exc:
+        pending = awaiting_approval(model_name) if alias == CHAMPION and not uri.startswith(("runs:", "/")) else []
+        if pending:
+            raise LookupError(f"no champion yet: version(s) {', '.join(pending)} passed the gate and await approval "
+                              f"(churn registry approve {pending[-1]})") from exc
         raise LookupError(f"no model at {uri} in {shown_uri(mlflow.get_tracking_uri())}: train one first with "
                           f"`churn train --data DIR` ({exc.message})") from exc
     version = None

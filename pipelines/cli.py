@@ -470,6 +470,21 @@ def registry_list(config: ConfigOpt = None, home: HomeOpt = Path(".churn")):
     console.print(table)
 
 
+@registry_app.command("approve")
+@_guarded
+def registry_approve(version: Annotated[str, typer.Argument(help="A version that passed the gate and awaits approval.")],
+                     config: ConfigOpt = None, home: HomeOpt = Path(".churn")):
+    """Approve VERSION (with registry.require_approval: true, a version that passes the gate
+    waits for this before it becomes champion)."""
+    settings, registry = _registry_setup(config, home)
+    try:
+        reason = registry.approve(settings.registry.model_name, version)
+    except (LookupError, ValueError) as exc:
+        err.print(f"[red]cannot approve:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from exc
+    console.print(f"version {version} of {settings.registry.model_name} is now champion: {reason}", highlight=False)
+
+
 @registry_app.command("promote")
 @_guarded
 def registry_promote(version: Annotated[str, typer.Argument(help="Model version to make champion.")],

@@ -179,7 +179,8 @@ def train_flow(data_dir: Path | None, settings: Settings, home: Path, tune_trial
         config=settings.model_dump(),
         tags={"test_cutoff": str(split.test.date()), "data_dir": describe_source(settings.source, data_dir)},
         test_inputs=test[["customer_id", *feature_cols]], artifacts=artifacts, top_k=settings.score.top_reasons,
-        gate_metric=settings.registry.gate_metric, gate_margin=settings.registry.gate_margin)
+        gate_metric=settings.registry.gate_metric, gate_margin=settings.registry.gate_margin,
+        require_approval=settings.registry.require_approval)
     logger.info("model version %s: %s", logged.version, logged.gate.reason)
     return TrainResult(run_id=logged.run_id, model_uri=logged.model_uri, version=logged.version,
                        tracking_uri=tracking_uri, metrics=metrics, cutoffs=cutoffs_used, skipped_groups=skipped,

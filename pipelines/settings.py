@@ -54,6 +54,7 @@ class RegistrySettings(_Section):
     model_name: str = "churn-risk"
     gate_metric: str = Field("roc_auc", pattern="^(roc_auc|pr_auc)$", description="metric a challenger must match to become champion")
     gate_margin: float = Field(0.0, description="challenger >= champion + margin on the same test rows (negative = tolerance)")
+    require_approval: bool = Field(False, description="a challenger that passes the gate waits for `churn registry approve VERSION`")
 
 
 class TierSettings(_Section):

@@ -91,3 +91,28 @@ def test_gate_refuses_a_worse_challenger_then_promote_and_rollback(trained, tmp_
     assert registry.load_model("gate")[1] == "1"
     with pytest.raises(LookupError, match="nothing to roll back"):
         registry.rollback("gate")
+
+
+def test_a_version_that_passes_the_gate_waits_for_approval(trained, tmp_path):
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    frame, good, _, test = trained
+    registry.configure_tracking(tmp_path)
+    waiting = registry.log_training_run(
+        good, experiment="test-registry", model_name="approved", home=tmp_path, params={"n": 1}, config={"x": 1},
+        tags={}, test_inputs=test[["customer_id", *ALL]], require_approval=True)
+    assert not waiting.gate.promoted and waiting.aliases == ("challenger",)
+    assert "awaiting approval" in waiting.gate.reason
+    assert registry.awaiting_approval("approved") == ["1"]
+    with pytest.raises(LookupError, match="churn registry approve 1"):
+        registry.load_model("approved")  # no champion yet, and the message says what to do
+    config = tmp_path / "config.yaml"
+    config.write_text("registry: {model_name: approved, require_approval: true}\n")
+    result = CliRunner().invoke(app, ["registry", "approve", "1", "--config", str(config), "--home", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert registry.load_model("approved")[1] == "1"
+    assert registry.awaiting_approval("approved") == []
+    again = CliRunner().invoke(app, ["registry", "approve", "1", "--config", str(config), "--home", str(tmp_path)])
+    assert again.exit_code == 2 and "does not await approval" in again.output
