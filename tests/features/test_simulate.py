@@ -7,10 +7,9 @@ import pandas as pd
 import pytest
 
 from features.inputs import load_data
-from features.simulate import DRIVER_GROUPS, simulate, write_dataset
+from features.simulate import DRIVER_GROUPS, simulate, truth_outcomes, write_dataset
 
 END = pd.Timestamp("2025-12-31")
-HORIZON = pd.Timedelta(days=90)
 ROLLOUT_COLUMNS = ["true_risk", "true_risk_se", "true_no_order_risk", "true_no_order_risk_se"]
 
 
@@ -20,17 +19,24 @@ def sim():
 
 
 def realised(sim: dict, end: pd.Timestamp = END) -> pd.DataFrame:
-    """The truth's rows whose horizon is observed, with what really happened within it: ``left``
-    (became a former client in [as_of, as_of + 90 days], the contractual label) and ``silent`` (no
-    order in that window, the label without cancellations)."""
-    truth = sim["truth"]
-    truth = truth[truth["as_of"] + HORIZON <= end].reset_index(drop=True)
-    orders = sim["orders"][["customer_id", "ordered_at"]].sort_values("ordered_at")
-    rows = truth[["customer_id", "as_of"]].reset_index().sort_values("as_of")
-    following = pd.merge_asof(rows, orders, left_on="as_of", right_on="ordered_at", by="customer_id",
-                              direction="forward").set_index("index").sort_index()["ordered_at"]
-    return truth.assign(left=truth["churned_at"].notna() & (truth["churned_at"] <= truth["as_of"] + HORIZON),
-                        silent=~(following <= truth["as_of"] + HORIZON))
+    return truth_outcomes(sim["truth"], sim["orders"], end, 90)
+
+
+def test_truth_outcomes_by_hand():
+    t = pd.Timestamp
+    truth = pd.DataFrame({"customer_id": ["A", "A", "B", "C", "C", "D"],
+                          "as_of": [t("2025-01-01"), t("2025-02-01"), t("2025-01-01"), t("2025-01-01"), t("2025-03-01"),
+                                    t("2025-01-01")],
+                          "churned_at": [t("2025-04-01 03:00"), t("2025-04-01 03:00"), pd.NaT, t("2025-04-02 03:00"), pd.NaT,
+                                         pd.NaT]})
+    orders = pd.DataFrame({"customer_id": ["A", "B", "C", "D"],
+                           "ordered_at": [t("2024-12-31 10:00"), t("2025-03-31 23:59"), t("2025-04-01"), t("2025-01-01")]})
+    out = truth_outcomes(truth, orders, t("2025-05-15"), 90)
+    # 2025-01-01 + 90 days = 2025-04-01 00:00, the window's last instant (an order then counts, a
+    # churn at 03:00 does not); A's February window ends 2025-05-02; C's March one after the end
+    assert list(zip(out["customer_id"], out["as_of"].dt.month)) == [("A", 1), ("A", 2), ("B", 1), ("C", 1), ("D", 1)]
+    assert out["left"].tolist() == [False, True, False, False, False]
+    assert out["silent"].tolist() == [True, True, False, False, False]
 
 
 def test_same_seed_same_frames_and_same_bytes(sim, tmp_path):
