@@ -39,20 +39,28 @@ def main() -> None:
     by = rows.groupby("as_of")
     table = pd.DataFrame({
         "clients": by.size(), "true_risk": by["true_risk"].mean(), "left": by["left"].mean(),
-        "frozen_hazard_risk": by["frozen_hazard_risk"].mean(), "se": by["true_risk_se"].mean(),
+        "frozen_hazard_risk": by["frozen_hazard_risk"].mean(),
         "true_no_order_risk": by["true_no_order_risk"].mean(), "silent": by["silent"].mean()})
     table["noise"] = np.sqrt(table["left"] * (1 - table["left"]) / table["clients"])
+    from sklearn.metrics import roc_auc_score
+
+    auc = by.apply(lambda g: pd.Series({"auc_true": roc_auc_score(g["left"], g["true_risk"]),
+                                        "auc_frozen": roc_auc_score(g["left"], g["frozen_hazard_risk"])}))
+    table = table.join(auc)
     print(f"\n{len(rows):,} client-months whose 90-day horizon is observed\n")
     print("| month start | clients | mean true_risk | realised share leaving | difference | realised share's binomial SE "
-          "| mean frozen_hazard_risk | mean true_risk_se | mean true_no_order_risk | realised share without an order |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| mean frozen_hazard_risk | mean true_no_order_risk | realised share without an order "
+          "| ROC-AUC: true_risk | frozen_hazard_risk |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for as_of, r in table.iterrows():
         print(f"| {as_of.date()} | {r.clients:,.0f} | {r.true_risk:.3f} | {r.left:.3f} | {r.true_risk - r.left:+.3f} "
-              f"| {r.noise:.3f} | {r.frozen_hazard_risk:.3f} | {r.se:.3f} | {r.true_no_order_risk:.3f} | {r.silent:.3f} |")
+              f"| {r.noise:.3f} | {r.frozen_hazard_risk:.3f} | {r.true_no_order_risk:.3f} | {r.silent:.3f} "
+              f"| {r.auc_true:.3f} | {r.auc_frozen:.3f} |")
     print(f"| all | {len(rows):,} | {rows['true_risk'].mean():.3f} | {rows['left'].mean():.3f} "
           f"| {rows['true_risk'].mean() - rows['left'].mean():+.3f} | | {rows['frozen_hazard_risk'].mean():.3f} "
-          f"| {rows['true_risk_se'].mean():.3f} | {rows['true_no_order_risk'].mean():.3f} | {rows['silent'].mean():.3f} |")
-    from sklearn.metrics import roc_auc_score
+          f"| {rows['true_no_order_risk'].mean():.3f} | {rows['silent'].mean():.3f} | | |")
+    print(f"\nmean true_risk_se {rows['true_risk_se'].mean():.4f}, mean true_no_order_risk_se "
+          f"{rows['true_no_order_risk_se'].mean():.4f}")
     print(f"\nROC-AUC for leaving: true_risk {roc_auc_score(rows['left'], rows['true_risk']):.3f}, "
           f"frozen_hazard_risk {roc_auc_score(rows['left'], rows['frozen_hazard_risk']):.3f}; for no order: "
           f"true_no_order_risk {roc_auc_score(rows['silent'], rows['true_no_order_risk']):.3f}")

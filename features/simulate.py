@@ -393,12 +393,18 @@ def simulate(n_customers: int, seed: int = 0, *, end: str | pd.Timestamp = "2025
     (and cancellations) besides the truth, the rest of the company unseen.
 
     Returns the contract tables (customers, orders, interactions, nps, complaints, and
-    cancellations when ``contractual``) and ``truth`` (one row per client and month start; see
-    ``_assemble``), its probabilities from ``truth_rollouts`` rollouts of ``horizon_days`` per
-    month start (0: none, the columns empty). All timestamps are naive UTC and on or before
-    ``end``; the same arguments give the same frames, and the rollouts draw from their own
-    random streams: every table but the truth's rollout columns is the same for any
-    ``truth_rollouts``.
+    cancellations when ``contractual``) and ``truth``: one row per client (acquired before, not
+    yet left) and month start ``as_of``, with, from the client's full state at the start of that
+    day, ``true_risk`` = P(former client within ``horizon_days``) and ``true_no_order_risk`` =
+    P(no order within ``horizon_days``), each the mean of ``truth_rollouts`` rollouts with its
+    standard error (``_se``; NaN below 2 rollouts; 0 rollouts: all four NaN);
+    ``frozen_hazard_risk`` = 1 - (1 - p)^horizon_days with the daily hazard p at ``as_of``;
+    ``contrib_<group>``, the hazard's log-odds contributions at ``as_of``; ``churned_at``.
+
+    All timestamps are naive UTC and on or before ``end``; the same arguments give the same
+    frames, and the rollouts draw from their own random streams: every table but the truth's
+    rollout columns is the same for any ``truth_rollouts``. Time: about 0.15 s per 1,000
+    customers, plus about 4 s per 1,000 customers at 32 rollouts (two years, 90 days).
     """
     if n_customers < 1:
         raise ValueError("n_customers must be at least 1")
@@ -481,12 +487,7 @@ def _stamp(start: pd.Timestamp, day: np.ndarray, rng: np.random.Generator, lo_ho
 
 def _assemble(st: _State, events: dict, start: pd.Timestamp, end_day: pd.Timestamp, month_starts: dict,
               contractual: bool, rng: np.random.Generator) -> dict[str, pd.DataFrame]:
-    """The contract tables from the recorded events, and the truth: per client (acquired
-    before, not yet left) and month start ``as_of``, from the full state at the start of that
-    day: ``true_risk`` P(former client within the horizon) and ``true_no_order_risk`` P(no order
-    within the horizon) by rollouts, each with its Monte-Carlo standard error (``_se``);
-    ``frozen_hazard_risk`` 1 - (1 - hazard)^horizon with the state frozen at ``as_of``;
-    ``contrib_<group>`` the hazard's log-odds contributions at ``as_of``; ``churned_at``."""
+    """The contract tables from the recorded events, and the truth (columns: see ``simulate``)."""
     n = len(st.signup)
     last_day = int((end_day - start).days)
     churn = np.where(st.churn_day >= 0, st.churn_day, NEVER)
