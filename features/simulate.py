@@ -403,8 +403,8 @@ def simulate(n_customers: int, seed: int = 0, *, end: str | pd.Timestamp = "2025
 
     All timestamps are naive UTC and on or before ``end``; the same arguments give the same
     frames, and the rollouts draw from their own random streams: every table but the truth's
-    rollout columns is the same for any ``truth_rollouts``. Time: about 0.15 s per 1,000
-    customers, plus about 4 s per 1,000 customers at 32 rollouts (two years, 90 days).
+    rollout columns is the same for any ``truth_rollouts``. CPU time over two years: about
+    0.1 s per 1,000 customers, plus about 3 s per 1,000 customers at 32 rollouts of 90 days.
     """
     if n_customers < 1:
         raise ValueError("n_customers must be at least 1")
