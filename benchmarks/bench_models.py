@@ -37,7 +37,7 @@ def simulated(customers: int, params: dict) -> None:
           f"{int(m['test_rows']):,} clients, {m['test_base_rate']:.1%} leave ({time.perf_counter() - t0:.0f} s)\n")
     print("| score | ROC-AUC | PR-AUC | ECE |\n|---|---|---|---|")
     print(f"| LightGBM, calibrated | {m['test_roc_auc']:.3f} | {m['test_pr_auc']:.3f} | {m['test_ece']:.4f} |")
-    print(f"| oracle: simulator's hazard at the cutoff | {oracle['roc_auc']:.3f} | {oracle['pr_auc']:.3f} | |")
+    print(f"| oracle: simulator's true_risk at the cutoff (rollouts from the full state) | {oracle['roc_auc']:.3f} | {oracle['pr_auc']:.3f} | |")
     for name in ("logistic", "recency", "pnbd", "btyd"):
         print(f"| baseline {name} | {m[f'baseline_{name}_roc_auc']:.3f} | {m[f'baseline_{name}_pr_auc']:.3f} | |")
     print(f"\nLightGBM / oracle ROC-AUC: {m['test_roc_auc'] / oracle['roc_auc']:.1%}")

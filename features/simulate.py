@@ -3,10 +3,12 @@
 Dynamics (../shared/domain.md), simulated on a daily grid with numpy arrays over the
 customers who are acquired and still clients (no Python loop over customers):
 
-- acquisition: customers arrive over ``history_years`` (slowly growing), each with a
-  segment, an acquisition channel and a region, and buy on their first day;
+- acquisition: customers arrive over the history (slowly growing), each with a segment, an
+  acquisition channel and a region, and buy on their first day;
 - purchases: each customer has its own rate (gamma distributed, about one order every
-  45-60 days), lifted by satisfaction; a few orders are returned;
+  45-60 days, times ``purchase_rate``), lifted by satisfaction; a few orders are returned;
+- seasonality (optional): a yearly cycle on purchase rates and acquisitions, peaking on
+  1 December;
 - attention after the purchase: the company's first outbound touch comes after a delay that
   varies by customer (within days for most, after weeks or never for some); touches in the
   first 100 days vary from none to about eight; later touches are rarer;
@@ -27,12 +29,21 @@ customers who are acquired and still clients (no Python loop over customers):
   A former client stops buying and every other activity; a contractual business also
   records a cancellation.
 
+One function, ``_live_day``, moves the state through a day (after ``_hazard`` and the churn
+draw); the main loop records what it does, and the truth's rollouts run the same function on
+copies of the clients' state.
+
 ``truth`` gives, for every client at each month start, the simulator's own probability of
-becoming a former client within ``horizon_days`` (the daily hazard with the state frozen at
-that date: 1 - (1 - p)^horizon), each group's log-odds contribution and the true churn date.
+becoming a former client within ``horizon_days`` given its full state at that date (latent
+satisfaction, its own purchase rate, the company's attention, open complaints, answers not yet
+known...), estimated by Monte-Carlo rollouts of the next ``horizon_days`` with their own random
+streams, with its standard error; the same for "no order within the horizon" (the label of a
+business without cancellations); the frozen-state value 1 - (1 - p)^horizon of the hazard at
+that date; each group's log-odds contribution to that hazard; and the true churn date.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -52,22 +63,49 @@ SEGMENT_EFFECT = np.array([0.15, 0.0, -0.3])
 CHANNEL_EFFECT = np.array([0.0, 0.3, -0.4, -0.1])
 SLOTS = 3  # open complaints tracked per customer
 NEVER = np.iinfo(np.int32).max // 2
+FIRST_WAIT_DAYS = 90.0  # days of a one-order buyer's wait that add one step of risk (at purchase_rate 1)
+SEASON_PEAK_DAY = 334  # day of the year (0 = 1 January) where the yearly cycle peaks: 1 December
+TRUTH_ROLLOUTS = 32  # rollouts per client and month start: standard error about 0.02
+ROLLOUT_ROWS = 40_000  # rows (clients x rollouts) stepped together
 
 
 def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
-class _State:
-    """Per-customer arrays (index = customer number)."""
+@dataclass(frozen=True)
+class _World:
+    """What shapes the dynamics besides the customers: the calendar and the business's shape."""
 
-    def __init__(self, n: int, days: int, rng: np.random.Generator):
-        growth = rng.random(n) ** 0.8
-        self.signup = np.minimum((growth * (days - 30)).astype(np.int32), days - 31)
+    start: pd.Timestamp          # calendar date of day 0
+    seasonality: float = 0.0     # amplitude of the yearly cycle of purchases and acquisitions
+    purchase_rate: float = 1.0   # multiplier on every customer's purchase rate
+    nps: bool = True             # NPS surveys are sent
+
+    @property
+    def first_wait_days(self) -> float:
+        """How long a one-order buyer's wait for the second order counts as one unit of risk:
+        the business's rhythm (90 days at the default rate, longer when customers buy rarely)."""
+        return FIRST_WAIT_DAYS / self.purchase_rate
+
+    def season(self, day) -> np.ndarray:
+        """Multiplier of the yearly cycle on ``day`` (days since ``start``): mean 1 over a year,
+        1 + seasonality at SEASON_PEAK_DAY of the year, 1 - seasonality half a year away."""
+        doy = self.start.dayofyear - 1 + np.asarray(day)
+        return 1.0 + self.seasonality * np.cos(2 * np.pi * (doy - SEASON_PEAK_DAY) / 365.25)
+
+
+class _State:
+    """Per-customer arrays (index = customer number) and the facts scheduled to become known later."""
+
+    def __init__(self, n: int, days: int, rng: np.random.Generator, world: _World):
+        self.signup = _signup_days(rng.random(n), days, world)
         self.segment = rng.choice(3, n, p=[0.6, 0.3, 0.1]).astype(np.int8)
         self.channel = rng.choice(4, n, p=[0.4, 0.3, 0.2, 0.1]).astype(np.int8)
         self.region = rng.choice(4, n).astype(np.int8)
         self.rate = rng.gamma(2.0, 1 / 100.0, n) * np.where(self.segment == 2, 1.3, 1.0)  # orders per day
+        if world.purchase_rate != 1.0:
+            self.rate = self.rate * world.purchase_rate
         self.spend = np.exp(rng.normal(4.0, 0.5, n)) * np.where(self.segment == 2, 5.0, 1.0)
         quick = rng.random(n) < 0.6
         never = rng.random(n) < 0.12
@@ -87,52 +125,309 @@ class _State:
         self.open_since = np.full((n, SLOTS), -1, np.int32)
         self.resolve_on = np.full((n, SLOTS), -1, np.int32)
         self.resolved = np.zeros(n, np.int32)
+        # ("nps", who, answer day, score) and ("open", who, opening day, resolution day), in order
+        self.scheduled: list[tuple] = []
 
-    def contributions(self, idx: np.ndarray, day: int) -> np.ndarray:
-        """(len(idx), 5) log-odds contributions per driver group at the start of ``day``."""
-        since_first = day - self.first_order[idx]
-        since_last = day - self.last_order[idx]
-        n = self.n_orders[idx]
-        gap = np.where(n >= 2, (self.last_order[idx] - self.first_order[idx]) / np.maximum(n - 1, 1), np.nan)
-        overdue = since_last / np.maximum(np.nan_to_num(gap, nan=1.0), 7.0)
-        purchases = np.where(n <= 1, 0.4 + 0.6 * np.minimum(since_last / 90.0, 3.0),
-                             0.7 * np.clip(overdue - 1.0, -1.0, 4.0) - 0.15 * np.log1p(n))
-        touched = self.touched[idx]
-        waiting = np.where(touched, 0.0, 0.6 * np.minimum(since_first / 30.0, 3.0))
-        first100 = np.where(since_first >= 100, 0.6 - 0.2 * np.minimum(self.touches_100[idx], 6), 0.0)
-        silence = np.where(touched, 0.4 * np.minimum((day - self.last_outbound[idx]) / 60.0, 3.0), 0.0)
-        attention = waiting + first100 + silence
-        score = self.nps[idx].astype(np.float64)
-        nps = np.select([score < 0, score <= 6, score >= 9], [0.0, 0.35 * (7 - score), -0.7], 0.0)
-        open_mask = self.open_since[idx] >= 0
-        n_open = open_mask.sum(axis=1)
-        oldest = np.where(open_mask, self.open_since[idx], NEVER).min(axis=1)
-        age = np.where(n_open > 0, day - oldest, 0)
-        complaints = 0.6 * n_open + 0.015 * np.minimum(age, 60) - 0.4 * ((n_open == 0) & (self.resolved[idx] > 0))
-        attributes = CHANNEL_EFFECT[self.channel[idx]] + SEGMENT_EFFECT[self.segment[idx]]
-        return np.column_stack([purchases, attention, nps, complaints, attributes])
+    def copies(self, idx: np.ndarray, reps: int) -> _State:
+        """``reps`` copies of the customers ``idx`` stacked: row ``r * len(idx) + j`` is copy ``r``
+        of customer ``idx[j]``, with its scheduled facts. The copy shares nothing with ``self``."""
+        out = object.__new__(_State)
+        k = len(idx)
+        for name, value in vars(self).items():
+            if isinstance(value, np.ndarray):
+                setattr(out, name, np.tile(value[idx], (reps,) + (1,) * (value.ndim - 1)))
+        position = np.full(len(self.alive), -1, np.int64)
+        position[idx] = np.arange(k)
+        offsets = (np.arange(reps, dtype=np.int64) * k)[:, None]
+        out.scheduled = []
+        for kind, who, *facts in self.scheduled:
+            mine = position[who] >= 0
+            if mine.any():
+                rows = (offsets + position[who[mine]][None, :]).ravel()
+                out.scheduled.append((kind, rows, *(np.tile(f[mine], reps) for f in facts)))
+        return out
+
+
+def _signup_days(u: np.ndarray, days: int, world: _World) -> np.ndarray:
+    """Signup day of each customer from uniforms ``u``: acquisitions grow slowly over the
+    history (density proportional to t^0.25) and, with seasonality, follow the yearly cycle."""
+    span = days - 30
+    if not world.seasonality:
+        return np.minimum(((u ** 0.8) * span).astype(np.int32), days - 31)
+    grid = np.arange(span + 1) / span
+    mass = np.diff(grid ** 1.25) * world.season(np.arange(span))
+    cdf = np.cumsum(mass) / mass.sum()
+    return np.minimum(np.searchsorted(cdf, u, side="right"), span - 1).astype(np.int32)
+
+
+def _hazard(st: _State, idx: np.ndarray | None, day: int, world: _World,
+            groups: bool = False) -> tuple[np.ndarray | None, np.ndarray]:
+    """The daily hazard of customers ``idx`` (None: every row) from their state at the start
+    of ``day``. Returns (the (len(idx), 5) log-odds contributions per driver group, scaled by
+    SIGNAL, when ``groups``, else None; the probability)."""
+    def get(a):
+        return a if idx is None else a[idx]
+
+    first_order, last_order, n = get(st.first_order), get(st.last_order), get(st.n_orders)
+    since_first = day - first_order
+    since_last = day - last_order
+    gap = (last_order - first_order) / np.maximum(n - 1, 1)
+    overdue = since_last / np.where(n >= 2, np.maximum(gap, 7.0), 7.0)
+    purchases = np.where(n <= 1, 0.4 + 0.6 * np.minimum(since_last / world.first_wait_days, 3.0),
+                         0.7 * np.clip(overdue - 1.0, -1.0, 4.0) - 0.15 * np.log1p(n))
+    touched = get(st.touched)
+    waiting = np.where(touched, 0.0, 0.6 * np.minimum(since_first / 30.0, 3.0))
+    first100 = np.where(since_first >= 100, 0.6 - 0.2 * np.minimum(get(st.touches_100), 6), 0.0)
+    silence = np.where(touched, 0.4 * np.minimum((day - get(st.last_outbound)) / 60.0, 3.0), 0.0)
+    attention = waiting + first100 + silence
+    score = get(st.nps).astype(np.float64)
+    nps = np.where(score < 0, 0.0, np.where(score <= 6, 0.35 * (7 - score), np.where(score >= 9, -0.7, 0.0)))
+    # slot by slot: reductions along a short axis are slow in NumPy
+    slots = [get(st.open_since[:, j]) for j in range(SLOTS)]
+    n_open = sum((since >= 0).astype(np.int64) for since in slots)
+    oldest = np.where(slots[0] >= 0, slots[0], NEVER)
+    for since in slots[1:]:
+        oldest = np.minimum(oldest, np.where(since >= 0, since, NEVER))
+    age = np.where(n_open > 0, day - oldest, 0)
+    complaints = 0.6 * n_open + 0.015 * np.minimum(age, 60) - 0.4 * ((n_open == 0) & (get(st.resolved) > 0))
+    attributes = CHANNEL_EFFECT[get(st.channel)] + SEGMENT_EFFECT[get(st.segment)]
+    parts = [g * SIGNAL for g in (purchases, attention, nps, complaints, attributes)]
+    total = (((parts[0] + parts[1]) + parts[2]) + parts[3]) + parts[4]  # the order of a row sum
+    return (np.column_stack(parts) if groups else None), _sigmoid(BASE_LOGIT + total)
+
+
+def _live_day(st: _State, day: int, act: np.ndarray, rng: np.random.Generator, world: _World,
+              events: dict | None) -> None:
+    """One day of the clients ``act`` who did not leave today (the hazard was drawn first, from
+    the state at the start of the day): their orders, NPS answers, complaints, the company's
+    touches, their own activity, satisfaction's drift, then the facts scheduled for today.
+
+    Updates ``st`` in place. With ``events`` (the main simulation) every fact is appended to
+    its list; without (a rollout) the draws that only feed the written tables (amounts,
+    returns, channels, public flags, inbound activity) are skipped: they never touch the state.
+    """
+    record = events is not None
+    sat = st.satisfaction[act]
+
+    # orders (everyone orders on the first day)
+    first_day = st.first_order[act] == day
+    lam = st.rate[act] * np.exp(0.25 * np.clip(sat, -3, 3))
+    if world.seasonality:
+        lam = lam * world.season(day)
+    n_new_orders = np.where(first_day, 1, rng.poisson(lam))
+    buyers = np.repeat(act, n_new_orders)
+    if len(buyers):
+        if record:
+            amount = np.round(st.spend[buyers] * rng.lognormal(0.0, 0.3, len(buyers)), 2)
+        failure = rng.random(len(buyers)) < 0.05 * (1.6 - st.attention[buyers])
+        if record:
+            returned = rng.random(len(buyers)) < np.where(failure, 0.3, 0.03)
+            events["orders"].append((buyers, day, amount, returned))
+        first_time = st.n_orders[act] == 0
+        np.add.at(st.n_orders, buyers, 1)
+        st.last_order[act[n_new_orders > 0]] = day
+        st.first_order[act[(n_new_orders > 0) & first_time]] = day
+        # NPS survey after some orders, answered from latent satisfaction
+        if world.nps:
+            answer = buyers[rng.random(len(buyers)) < 0.25]
+            if len(answer):
+                delay = rng.integers(1, 8, len(answer))
+                score = np.clip(np.round(7.2 + 1.6 * st.satisfaction[answer] + rng.normal(0, 1.3, len(answer))), 0, 10)
+                if record:
+                    events["nps"].append((answer, day + delay, score.astype(np.int8)))
+                # the answer is known from its answer day; the hazard reads it from then on
+                st.scheduled.append(("nps", answer, day + delay, score.astype(np.int8)))
+        # complaints from service failures
+        failed = buyers[failure & (rng.random(len(buyers)) < 0.8)]
+        if len(failed):
+            opened = day + rng.integers(0, 3, len(failed))
+            resolved_after = np.where(rng.random(len(failed)) < 0.12, NEVER,
+                                      np.ceil(rng.gamma(2.0, 6.0 + 10.0 * (1 - st.attention[failed])))).astype(np.int32)
+            severity = rng.choice(3, len(failed), p=[0.5, 0.35, 0.15])
+            if record:
+                public = rng.random(len(failed)) < 0.1
+                events["complaints"].append((failed, opened, opened + resolved_after, severity, public))
+            st.scheduled.append(("open", failed, opened, opened + resolved_after))
+            st.satisfaction[failed] -= 0.4 + 0.3 * severity
+
+    # the company's outbound touches: the first after a per-customer delay, then by attention
+    since_first = day - st.first_order[act]
+    due_first = ~st.touched[act] & (since_first >= st.first_touch_delay[act])
+    in_100 = st.touched[act] & (since_first < 100)
+    touch_rate = np.where(in_100, 0.06 * st.attention[act] + 0.005, 0.02 * st.attention[act] + 0.003)
+    n_touch = np.where(due_first, 1, np.where(st.touched[act], rng.poisson(touch_rate), 0))
+    toucher = np.repeat(act, n_touch)
+    if len(toucher):
+        if record:
+            events["interactions"].append((toucher, day, rng.integers(0, 3, len(toucher)), True))
+        st.touched[toucher] = True
+        st.last_outbound[toucher] = day
+        early = toucher[(day - st.first_order[toucher]) < 100]
+        np.add.at(st.touches_100, early, 1)
+        st.satisfaction[toucher] += 0.05
+    # the customer's own activity
+    if record:
+        n_in = rng.poisson(0.065 * np.exp(0.5 * np.clip(sat, -3, 3)))
+        actor = np.repeat(act, n_in)
+        if len(actor):
+            events["interactions"].append((actor, day, rng.integers(0, 4, len(actor)), False))
+    # satisfaction drifts back towards the customer's mean
+    st.satisfaction[act] += 0.01 * (0.3 - st.satisfaction[act]) + rng.normal(0, 0.03, len(act))
+    _apply_scheduled(st, day)
+
+
+def _apply_scheduled(st: _State, day: int) -> None:
+    """Facts that become known on ``day``: NPS answers, complaints opened or resolved.
+
+    A complaint takes its customer's first free slot (none free: it is not tracked); its
+    resolution day goes to the last slot opened today, so of two complaints one customer
+    opens on the same day from one day's orders, only the later one is ever resolved.
+    """
+    keep = []
+    for item in st.scheduled:
+        kind = item[0]
+        if kind == "nps":
+            _, who, when, score = item
+            now = when == day  # answered today: known from the start of tomorrow
+            st.nps[who[now]] = score[now]
+            later = when > day
+            if later.any():
+                keep.append(("nps", who[later], when[later], score[later]))
+        else:
+            _, who, opened, resolved = item
+            opening = opened == day
+            pending = opened > day
+            if pending.any():
+                keep.append(("open", who[pending], opened[pending], resolved[pending]))
+            if opening.any():
+                _open_complaints(st, who[opening], resolved[opening], day)
+    st.scheduled[:] = keep
+    done = (st.resolve_on >= 0) & (st.resolve_on <= day) & (st.open_since >= 0)
+    if done.any():
+        rows = np.flatnonzero(done.any(axis=1))
+        np.add.at(st.resolved, rows, done[rows].sum(axis=1))
+        st.satisfaction[rows] += 0.3
+        st.open_since[done] = -1
+        st.resolve_on[done] = -1
+
+
+def _open_complaints(st: _State, who: np.ndarray, resolved: np.ndarray, day: int) -> None:
+    """Open one complaint per entry of ``who`` today (a customer may repeat): a customer's
+    j-th entry takes its j-th free slot; then each customer's last resolution day goes to its
+    highest slot opened today."""
+    order = np.argsort(who, kind="stable")
+    sorted_who = who[order]
+    first = np.r_[True, sorted_who[1:] != sorted_who[:-1]]
+    position = np.arange(len(who))
+    rank = np.empty(len(who), np.int64)
+    rank[order] = position - np.maximum.accumulate(np.where(first, position, 0))
+    free = st.open_since[who] < 0
+    taken = free & (np.cumsum(free, axis=1) == rank[:, None] + 1)
+    has = taken.any(axis=1)
+    slot = taken.argmax(axis=1)
+    st.open_since[who[has], slot[has]] = day
+    st.resolve_on[who[has], slot[has]] = -1
+    last = len(who) - 1 - np.unique(who[::-1], return_index=True)[1]
+    customer = who[last]
+    today = st.open_since[customer] == day
+    has = today.any(axis=1)
+    slot = SLOTS - 1 - today[:, ::-1].argmax(axis=1)
+    st.resolve_on[customer[has], slot[has]] = resolved[last][has]
+
+
+def _roll_out(st: _State, clients: np.ndarray, day0: int, horizon_days: int, rollouts: int,
+              rng: np.random.Generator, world: _World) -> np.ndarray:
+    """The simulator's own probabilities for ``clients`` from their full state at the start of
+    ``day0`` (before that day's churn draw), by ``rollouts`` futures of ``horizon_days`` days
+    run with ``rng`` by the same day step as the simulation.
+
+    Returns (4, len(clients)): P(former client within the horizon), its standard error,
+    P(no order within the horizon), its standard error. Each rollout follows the client as
+    if it never left and accumulates the probability of leaving on its path,
+    1 - prod(1 - hazard): leaving only stops a path, so this has the same expectation as
+    counting who leaves, with less variance. The no-order probability of a path is 1 when it
+    has no order in the horizon, else the probability of leaving on or before its first order
+    day (leaving comes before the day's orders).
+    """
+    # blocks of about ROLLOUT_ROWS rows keep the day step's arrays in cache: a quarter less CPU
+    blocks = np.array_split(clients, max(1, len(clients) * rollouts // ROLLOUT_ROWS))
+    return np.concatenate([_roll_out_block(st, b, day0, horizon_days, rollouts, rng, world) for b in blocks], axis=1)
+
+
+def _roll_out_block(st: _State, clients: np.ndarray, day0: int, horizon_days: int, rollouts: int,
+                    rng: np.random.Generator, world: _World) -> np.ndarray:
+    """``_roll_out`` for one block of clients, all rollouts stacked in one state."""
+    sub = st.copies(clients, rollouts)
+    rows = np.arange(len(sub.alive))
+    log_stay = np.zeros(len(rows))
+    stay_at_order = np.full(len(rows), np.nan)  # survival up to and including the first order day
+    for day in range(day0, day0 + horizon_days):
+        _, p = _hazard(sub, None, day, world)
+        log_stay += np.log1p(-p)
+        before = sub.n_orders.copy()
+        _live_day(sub, day, rows, rng, world, None)
+        first = np.isnan(stay_at_order) & (sub.n_orders > before)
+        stay_at_order[first] = np.exp(log_stay[first])
+    leave = (1.0 - np.exp(log_stay)).reshape(rollouts, len(clients))
+    silent = np.where(np.isnan(stay_at_order), 1.0, 1.0 - stay_at_order).reshape(rollouts, len(clients))
+
+    def se(x):
+        return x.std(axis=0, ddof=1) / np.sqrt(rollouts) if rollouts > 1 else np.full(x.shape[1], np.nan)
+
+    return np.stack([leave.mean(axis=0), se(leave), silent.mean(axis=0), se(silent)])
 
 
 def simulate(n_customers: int, seed: int = 0, *, end: str | pd.Timestamp = "2025-12-31",
-             history_years: float = 2.0, contractual: bool = True, horizon_days: int = 90,
+             history_years: float = 2.0, history_months: int | None = None, contractual: bool = True,
+             horizon_days: int = 90, truth_rollouts: int = TRUTH_ROLLOUTS, seasonality: float = 0.0,
+             purchase_rate: float = 1.0, nps: bool = True, orders_only: bool = False,
              progress: bool = False) -> dict[str, pd.DataFrame]:
-    """Simulate ``n_customers`` over ``history_years`` ending on ``end`` (inclusive).
+    """Simulate ``n_customers`` over a history ending on ``end`` (inclusive): ``history_years``
+    (730 days by default), or ``history_months`` calendar months when given.
+
+    Shapes: ``contractual=False`` writes no cancellations; ``seasonality`` in [0, 1) is the
+    amplitude of a yearly cycle on purchase rates and acquisitions (peak in early December);
+    ``purchase_rate`` multiplies every customer's purchase rate (0.3: an order every few
+    months; a one-order buyer's wait counts in the same proportion); ``nps=False`` sends no
+    surveys (no NPS table, no NPS term in the hazard); ``orders_only`` returns only orders
+    (and cancellations) besides the truth, the rest of the company unseen.
 
     Returns the contract tables (customers, orders, interactions, nps, complaints, and
-    cancellations when ``contractual``) and ``truth`` (one row per client and month start).
+    cancellations when ``contractual``) and ``truth``: one row per client (acquired before, not
+    yet left) and month start ``as_of``, with, from the client's full state at the start of that
+    day, ``true_risk`` = P(former client within ``horizon_days``) and ``true_no_order_risk`` =
+    P(no order within ``horizon_days``), each the mean of ``truth_rollouts`` rollouts with its
+    standard error (``_se``; NaN below 2 rollouts; 0 rollouts: all four NaN);
+    ``frozen_hazard_risk`` = 1 - (1 - p)^horizon_days with the daily hazard p at ``as_of``;
+    ``contrib_<group>``, the hazard's log-odds contributions at ``as_of``; ``churned_at``.
+
     All timestamps are naive UTC and on or before ``end``; the same arguments give the same
-    frames.
+    frames, and the rollouts draw from their own random streams: every table but the truth's
+    rollout columns is the same for any ``truth_rollouts``. CPU time over two years: about
+    0.1 s per 1,000 customers, plus about 3 s per 1,000 customers at 32 rollouts of 90 days.
     """
     if n_customers < 1:
         raise ValueError("n_customers must be at least 1")
-    rng = np.random.default_rng(seed)
+    if truth_rollouts < 0:
+        raise ValueError("truth_rollouts must be 0 (no rollouts) or more")
+    if not 0.0 <= seasonality < 1.0:
+        raise ValueError("seasonality must be in [0, 1)")
+    if not purchase_rate > 0:
+        raise ValueError("purchase_rate must be positive")
     end_day = pd.Timestamp(end).normalize()
-    days = int(round(history_years * 365))
-    start = end_day - pd.Timedelta(days=days - 1)
-    st = _State(n_customers, days, rng)
+    if history_months is not None:
+        start = end_day - pd.DateOffset(months=history_months) + pd.Timedelta(days=1)
+        days = int((end_day - start).days) + 1
+    else:
+        days = int(round(history_years * 365))
+        start = end_day - pd.Timedelta(days=days - 1)
+    if days < 60:
+        raise ValueError(f"the history must span at least 60 days, not {days}")
+    world = _World(start, float(seasonality), float(purchase_rate), bool(nps))
+    rng = np.random.default_rng(seed)
+    st = _State(n_customers, days, rng, world)
     month_starts = {int((m - start).days): m for m in pd.date_range(start, end_day, freq="MS")}
     events = {k: [] for k in ("orders", "interactions", "nps", "complaints", "truth")}
-    resolutions: list[tuple[np.ndarray, np.ndarray]] = []
     by_signup = np.argsort(st.signup, kind="stable")
     signup_sorted = st.signup[by_signup]
 
@@ -153,120 +448,31 @@ def simulate(n_customers: int, seed: int = 0, *, end: str | pd.Timestamp = "2025
         if len(active) == 0:
             continue
         # hazard from the state at the start of the day (before today's events)
-        contrib = st.contributions(active, day)
+        contrib, p = _hazard(st, active, day, world, groups=day in month_starts)
         fresh = st.first_order[active] == day
-        contrib = contrib * SIGNAL
-        logit = BASE_LOGIT + contrib.sum(axis=1)
-        p = _sigmoid(logit)
         if day in month_starts:
             clients = ~fresh
-            risk = 1.0 - (1.0 - p[clients]) ** horizon_days
-            events["truth"].append((day, active[clients], risk, contrib[clients]))
+            frozen = 1.0 - (1.0 - p[clients]) ** horizon_days
+            rolled = None
+            if truth_rollouts and clients.any():
+                stream = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1, day)))
+                rolled = _roll_out(st, active[clients], day, horizon_days, truth_rollouts, stream, world)
+            events["truth"].append((day, active[clients], frozen, contrib[clients], rolled))
         churn = (rng.random(len(active)) < p) & ~fresh
         gone = active[churn]
         st.alive[gone] = False
         st.churn_day[gone] = day
-        act = active[~churn]
-        sat = st.satisfaction[act]
-
-        # orders (everyone orders on the first day)
-        first_day = st.first_order[act] == day
-        n_new_orders = np.where(first_day, 1, rng.poisson(st.rate[act] * np.exp(0.25 * np.clip(sat, -3, 3))))
-        buyers = np.repeat(act, n_new_orders)
-        if len(buyers):
-            amount = np.round(st.spend[buyers] * rng.lognormal(0.0, 0.3, len(buyers)), 2)
-            failure = rng.random(len(buyers)) < 0.05 * (1.6 - st.attention[buyers])
-            returned = rng.random(len(buyers)) < np.where(failure, 0.3, 0.03)
-            events["orders"].append((buyers, day, amount, returned))
-            first_time = st.n_orders[act] == 0
-            np.add.at(st.n_orders, buyers, 1)
-            st.last_order[act[n_new_orders > 0]] = day
-            st.first_order[act[(n_new_orders > 0) & first_time]] = day
-            # NPS survey after some orders, answered from latent satisfaction
-            answer = buyers[rng.random(len(buyers)) < 0.25]
-            if len(answer):
-                delay = rng.integers(1, 8, len(answer))
-                score = np.clip(np.round(7.2 + 1.6 * st.satisfaction[answer] + rng.normal(0, 1.3, len(answer))), 0, 10)
-                events["nps"].append((answer, day + delay, score.astype(np.int8)))
-                # the answer is known from its answer day; the hazard reads it from then on
-                resolutions.append(("nps", answer, day + delay, score.astype(np.int8)))
-            # complaints from service failures
-            failed = buyers[failure & (rng.random(len(buyers)) < 0.8)]
-            if len(failed):
-                opened = day + rng.integers(0, 3, len(failed))
-                resolved_after = np.where(rng.random(len(failed)) < 0.12, NEVER,
-                                          np.ceil(rng.gamma(2.0, 6.0 + 10.0 * (1 - st.attention[failed])))).astype(np.int32)
-                severity = rng.choice(3, len(failed), p=[0.5, 0.35, 0.15])
-                public = rng.random(len(failed)) < 0.1
-                events["complaints"].append((failed, opened, opened + resolved_after, severity, public))
-                resolutions.append(("open", failed, opened, opened + resolved_after))
-                st.satisfaction[failed] -= 0.4 + 0.3 * severity
-
-        # the company's outbound touches: the first after a per-customer delay, then by attention
-        since_first = day - st.first_order[act]
-        due_first = ~st.touched[act] & (since_first >= st.first_touch_delay[act])
-        in_100 = st.touched[act] & (since_first < 100)
-        touch_rate = np.where(in_100, 0.06 * st.attention[act] + 0.005, 0.02 * st.attention[act] + 0.003)
-        n_touch = np.where(due_first, 1, np.where(st.touched[act], rng.poisson(touch_rate), 0))
-        toucher = np.repeat(act, n_touch)
-        if len(toucher):
-            events["interactions"].append((toucher, day, rng.integers(0, 3, len(toucher)), True))
-            st.touched[toucher] = True
-            st.last_outbound[toucher] = day
-            early = toucher[(day - st.first_order[toucher]) < 100]
-            np.add.at(st.touches_100, early, 1)
-            st.satisfaction[toucher] += 0.05
-        # the customer's own activity
-        n_in = rng.poisson(0.065 * np.exp(0.5 * np.clip(sat, -3, 3)))
-        actor = np.repeat(act, n_in)
-        if len(actor):
-            events["interactions"].append((actor, day, rng.integers(0, 4, len(actor)), False))
-        # satisfaction drifts back towards the customer's mean
-        st.satisfaction[act] += 0.01 * (0.3 - st.satisfaction[act]) + rng.normal(0, 0.03, len(act))
-        _apply_scheduled(st, resolutions, day)
+        _live_day(st, day, active[~churn], rng, world, events)
         if bar is not None:
             bar.advance(task)
     if bar is not None:
         bar.stop()
-    return _assemble(st, events, start, end_day, month_starts, contractual, rng)
-
-
-def _apply_scheduled(st: _State, scheduled: list, day: int) -> None:
-    """Facts that become known on ``day``: NPS answers, complaints opened or resolved."""
-    keep = []
-    for item in scheduled:
-        kind = item[0]
-        if kind == "nps":
-            _, who, when, score = item
-            now = when == day  # answered today: known from the start of tomorrow
-            st.nps[who[now]] = score[now]
-            later = when > day
-            if later.any():
-                keep.append(("nps", who[later], when[later], score[later]))
-        else:
-            _, who, opened, resolved = item
-            opening = opened == day
-            for c in who[opening]:
-                free = np.flatnonzero(st.open_since[c] < 0)
-                if len(free):
-                    st.open_since[c, free[0]] = day
-                    st.resolve_on[c, free[0]] = -1
-            pending = opened > day
-            if pending.any():
-                keep.append(("open", who[pending], opened[pending], resolved[pending]))
-            # resolutions are scheduled per slot below
-            for c, r in zip(who[opening], resolved[opening]):
-                slot = np.flatnonzero(st.open_since[c] == day)
-                if len(slot):
-                    st.resolve_on[c, slot[-1]] = r
-    scheduled[:] = keep
-    done = (st.resolve_on >= 0) & (st.resolve_on <= day) & (st.open_since >= 0)
-    if done.any():
-        rows = np.flatnonzero(done.any(axis=1))
-        np.add.at(st.resolved, rows, done[rows].sum(axis=1))
-        st.satisfaction[rows] += 0.3
-        st.open_since[done] = -1
-        st.resolve_on[done] = -1
+    tables = _assemble(st, events, start, end_day, month_starts, contractual, rng)
+    if not nps:
+        del tables["nps"]
+    if orders_only:
+        tables = {k: v for k, v in tables.items() if k in ("orders", "cancellations", "truth")}
+    return tables
 
 
 def _ids(prefix: str, numbers: np.ndarray, width: int) -> np.ndarray:
@@ -281,6 +487,7 @@ def _stamp(start: pd.Timestamp, day: np.ndarray, rng: np.random.Generator, lo_ho
 
 def _assemble(st: _State, events: dict, start: pd.Timestamp, end_day: pd.Timestamp, month_starts: dict,
               contractual: bool, rng: np.random.Generator) -> dict[str, pd.DataFrame]:
+    """The contract tables from the recorded events, and the truth (columns: see ``simulate``)."""
     n = len(st.signup)
     last_day = int((end_day - start).days)
     churn = np.where(st.churn_day >= 0, st.churn_day, NEVER)
@@ -355,14 +562,17 @@ def _assemble(st: _State, events: dict, start: pd.Timestamp, end_day: pd.Timesta
         tables["cancellations"] = pd.DataFrame({"customer_id": cid[churned], "cancelled_at": churned_at.iloc[churned].to_numpy()})
 
     t = events["truth"]
-    if t:
-        who = np.concatenate([w for _, w, _, _ in t])
-        as_of = np.concatenate([np.full(len(w), np.datetime64(month_starts[d].to_datetime64(), "us")) for d, w, _, _ in t])
-        risk = np.concatenate([r for _, _, r, _ in t])
-        contrib = np.concatenate([c for _, _, _, c in t])
-    else:
-        who, as_of, risk, contrib = np.array([], np.int64), np.array([], "datetime64[us]"), np.array([]), np.empty((0, 5))
-    truth = pd.DataFrame({"customer_id": cid[who], "as_of": as_of, "true_risk": risk.astype("float64")})
+    who = np.concatenate([w for _, w, _, _, _ in t]) if t else np.array([], np.int64)
+    as_of = np.concatenate([np.full(len(w), np.datetime64(month_starts[d].to_datetime64(), "us")) for d, w, _, _, _ in t]) \
+        if t else np.array([], "datetime64[us]")
+    frozen = np.concatenate([f for _, _, f, _, _ in t]) if t else np.array([])
+    contrib = np.concatenate([c for _, _, _, c, _ in t]) if t else np.empty((0, 5))
+    rolled = np.concatenate([r if r is not None else np.full((4, len(w)), np.nan) for _, w, _, _, r in t], axis=1) \
+        if t else np.empty((4, 0))
+    truth = pd.DataFrame({"customer_id": cid[who], "as_of": as_of})
+    for i, name in enumerate(("true_risk", "true_risk_se", "true_no_order_risk", "true_no_order_risk_se")):
+        truth[name] = rolled[i].astype("float64")
+    truth["frozen_hazard_risk"] = frozen.astype("float64")
     for i, group in enumerate(DRIVER_GROUPS):
         truth[f"contrib_{group}"] = contrib[:, i].astype("float64")
     truth["churned_at"] = churned_at.to_numpy()[who]
@@ -373,6 +583,22 @@ def _assemble(st: _State, events: dict, start: pd.Timestamp, end_day: pd.Timesta
                 if tables[name][col].dtype == object:
                     tables[name][col] = tables[name][col].astype("str")
     return tables
+
+
+def truth_outcomes(truth: pd.DataFrame, orders: pd.DataFrame, end: str | pd.Timestamp,
+                   horizon_days: int = 90) -> pd.DataFrame:
+    """What really happened after each truth row: the rows whose window ``[as_of, as_of +
+    horizon_days]`` ends on or before ``end``, with ``left`` (``churned_at`` in the window: the
+    contractual label) and ``silent`` (no order of the customer in the window: the label of a
+    business without cancellations). ``orders`` needs customer_id and ordered_at."""
+    horizon = pd.Timedelta(days=horizon_days)
+    rows = truth[truth["as_of"] + horizon <= pd.Timestamp(end)].reset_index(drop=True)
+    placed = orders[["customer_id", "ordered_at"]].sort_values("ordered_at", kind="stable")
+    keys = rows[["customer_id", "as_of"]].reset_index().sort_values("as_of", kind="stable")
+    following = pd.merge_asof(keys, placed, left_on="as_of", right_on="ordered_at", by="customer_id",
+                              direction="forward").set_index("index").sort_index()["ordered_at"]
+    return rows.assign(left=rows["churned_at"].notna() & (rows["churned_at"] <= rows["as_of"] + horizon),
+                       silent=~(following <= rows["as_of"] + horizon).to_numpy())
 
 
 def write_dataset(tables: dict[str, pd.DataFrame], out_dir: Path, fmt: str = "parquet") -> dict[str, Path]:

@@ -158,21 +158,49 @@ def simulate(
                                         "dd/mm/yyyy dates, 1,857.60 amounts, credit notes, copied lines, guest "
                                         "checkouts, zero-padded ids) and a CRM customers file, read with "
                                         "configs/online-retail.yaml.")] = "contract",
+    history_months: Annotated[Optional[int], typer.Option("--history-months", min=2, help="Length of the history in "
+                                                          "calendar months, ending on --end (default: 730 days, about "
+                                                          "two years); 5 gives a short log.")] = None,
+    seasonality: Annotated[float, typer.Option("--seasonality", min=0.0, max=0.99, help="Amplitude of a yearly cycle "
+                                               "on purchase rates and acquisitions, peaking in November-December: "
+                                               "0.5 = half as many again at the peak, half as many in early June "
+                                               "(default 0: none).")] = 0.0,
+    purchase_rate: Annotated[float, typer.Option("--purchase-rate", min=0.01, help="Multiplier on every customer's "
+                                                 "purchase rate (default 1: an order every 45-60 days; 0.3: every few "
+                                                 "months). A one-order buyer's wait for the second order counts in "
+                                                 "proportion.")] = 1.0,
+    nps: Annotated[bool, typer.Option("--nps/--no-nps", help="Send NPS surveys (an nps table, an NPS term in the "
+                                      "hazard) or not.")] = True,
+    orders_only: Annotated[bool, typer.Option("--orders-only", help="Write only orders (and cancellations) besides "
+                                              "truth.parquet: the rest of the company happens but is not exported.")] = False,
+    truth_rollouts: Annotated[int, typer.Option("--truth-rollouts", min=0, help="Monte-Carlo rollouts per client and "
+                                                "month start behind truth.parquet's true_risk (default 32; the "
+                                                "standard error falls as 1/sqrt(N), the time grows as N; 0: none, "
+                                                "the rollout columns empty).")] = 32,
+    horizon_days: Annotated[Optional[int], typer.Option("--horizon-days", min=1, help="Horizon of the truth's "
+                                                        "probabilities (default from config: 90).")] = None,
     config: ConfigOpt = None,
 ):
     """Simulate customer lifecycles (orders, interactions, NPS, complaints, cancellations) in the input contract,
-    or as a messy retail export (--layout online-retail)."""
+    or as a messy retail export (--layout online-retail), with truth.parquet: per client and month start, the
+    simulator's own probability of becoming a former client within the horizon (true_risk, by rollouts of the
+    future from the client's full state, with its standard error true_risk_se)."""
     from features.simulate import simulate as run_simulation, write_dataset
 
-    _settings(config)  # every verb reads the same file; a broken one is an error here too
+    settings = _settings(config)  # every verb reads the same file; a broken one is an error here too
     if fmt not in ("parquet", "csv"):
         err.print("[red]--format[/red] must be parquet or csv")
         raise typer.Exit(2)
     if layout not in ("contract", "online-retail"):
         err.print("[red]--layout[/red] must be contract or online-retail")
         raise typer.Exit(2)
+    if orders_only and layout != "contract":
+        err.print("[red]--orders-only[/red] applies to --layout contract only")
+        raise typer.Exit(2)
     tables = run_simulation(customers, seed, end=end, contractual=contractual and layout == "contract",
-                            progress=sys.stderr.isatty())
+                            history_months=history_months, seasonality=seasonality, purchase_rate=purchase_rate,
+                            nps=nps, orders_only=orders_only, truth_rollouts=truth_rollouts,
+                            horizon_days=horizon_days or settings.labels.horizon_days, progress=sys.stderr.isatty())
     if layout == "online-retail":
         from features.exports import write_online_retail
 

@@ -51,7 +51,7 @@ def sim_data(tmp_path_factory) -> Path:
     from features.simulate import simulate, write_dataset
 
     folder = tmp_path_factory.mktemp("data")
-    write_dataset(simulate(1500, seed=3), folder)
+    write_dataset(simulate(1500, seed=3, truth_rollouts=0), folder)
     return folder
 
 
