@@ -49,6 +49,7 @@ LABELS = {
     "logistic": "logistic regression", "recency": "recency rule (days since the last order)",
     "btyd": "BG/NBD P(no order)", "pnbd": "Pareto/NBD P(no order)", "stack": "logistic stack of the candidates",
 }
+MIN_ISOTONIC_ROWS = 5_000  # below, isotonic steps on a few clients: Platt scaling instead
 # on an exact tie, and when there is no validation cutoff to choose on, the simpler candidate wins
 SIMPLEST_FIRST = ("recency", "btyd", "pnbd", "logistic", "lightgbm", "lightgbm_monotone", "stack")
 
@@ -269,12 +270,12 @@ class TrainingReport:
 
 
 def choose_champion(valid_scores: dict[str, np.ndarray], labels, *, metric: str = "roc_auc",
-                    contractual: bool = False) -> tuple[str, pd.DataFrame, str]:
+                    contractual: bool = False, eligible: set[str] | None = None) -> tuple[str, pd.DataFrame, str]:
     """THE comparison: each candidate's ``metric`` on the validation rows (``valid_scores``: the
-    candidates' scores on the same validation rows, nothing else), the champion the best, an
-    exact tie going to the simpler one. Without validation labels of both kinds, the simplest
-    candidate that fits the business: the BG/NBD probability where there are no cancellations,
-    the recency rule where there are. Returns (champion, table, why)."""
+    candidates' scores on the same validation rows, nothing else), the champion the best of the
+    ``eligible`` ones (default: all), an exact tie going to the simpler one. Without validation
+    labels of both kinds, the candidate that fits the business: the BG/NBD probability where
+    there are no cancellations, the recency rule where there are. Returns (champion, table, why)."""
     y = np.asarray(labels).astype(int)
     rows = []
     for name, score in valid_scores.items():
@@ -283,10 +284,14 @@ def choose_champion(valid_scores: dict[str, np.ndarray], labels, *, metric: str 
     table = pd.DataFrame(rows, columns=["candidate", "valid_roc_auc", "valid_pr_auc"])
     if not valid_scores:
         raise ValueError("no candidate could be fitted")
+    eligible = set(valid_scores) if eligible is None else set(eligible) & set(valid_scores)
+    if not eligible:
+        eligible = set(valid_scores)
     order = {name: i for i, name in enumerate(SIMPLEST_FIRST)}
     key = f"valid_{metric}"
-    if table[key].notna().any():
-        ranked = table.assign(_o=table["candidate"].map(order).fillna(len(order))).sort_values(
+    pool = table[table["candidate"].isin(eligible)]
+    if pool[key].notna().any():
+        ranked = pool.assign(_o=pool["candidate"].map(order).fillna(len(order))).sort_values(
             [key, "_o"], ascending=[False, True])
         best = ranked.iloc[0]
         runner = ranked.iloc[1] if len(ranked) > 1 else None
@@ -296,7 +301,7 @@ def choose_champion(valid_scores: dict[str, np.ndarray], labels, *, metric: str 
         return str(best["candidate"]), table, why
     preference = ("recency", "btyd", "pnbd") if contractual else ("btyd", "pnbd", "recency")
     for name in (*preference, *SIMPLEST_FIRST, *valid_scores):
-        if name in valid_scores:
+        if name in eligible:
             return name, table, ("no validation cutoff with both outcomes to choose on: the "
                                  f"{LABELS.get(name, name)} by default for a "
                                  f"{'contractual' if contractual else 'non-contractual'} business")
@@ -314,14 +319,17 @@ def _finite(name: str, values: np.ndarray) -> np.ndarray:
 def fit_evaluate(frame: pd.DataFrame, split: CutoffSplit, feature_cols: list[str], params: dict, *,
                  calibration: str = "isotonic", capacity: int | None = None, baselines: bool = True,
                  horizon_days: int = 90, contractual: bool = False, gate_metric: str = "roc_auc",
-                 size_aware: bool = True, candidates: list[Candidate] | None = None, stack: bool = True) -> TrainingReport:
+                 size_aware: bool = True, candidates: list[Candidate] | None = None, stack: bool = True,
+                 calibration_cutoffs: int = 2) -> TrainingReport:
     """Fit every candidate, choose the champion on the validation cutoffs, calibrate it there, and
     measure every candidate on the test cutoff (the same rows for all).
 
     Candidates that learn from labels are fitted on the training cutoffs (LightGBM early-stops
     on the validation cutoffs); the others need no training cutoff. ``baselines=False``: LightGBM
     alone. ``candidates``: replace the default list (tests). A candidate that fails is reported
-    in ``candidates`` and in the metrics (``candidate_<name>_failed``) and left out."""
+    in ``candidates`` and in the metrics (``candidate_<name>_failed``) and left out. The champion
+    is calibrated on the latest ``calibration_cutoffs`` validation cutoffs (the base rate of the
+    most recent season seen)."""
     train = frame[frame["cutoff"].isin(split.train)]
     valid = frame[frame["cutoff"].isin(split.valid)]
     test = frame[frame["cutoff"] == split.test] if split.test is not None else frame.iloc[:0]
@@ -359,18 +367,32 @@ def fit_evaluate(frame: pd.DataFrame, split: CutoffSplit, feature_cols: list[str
             continue
         fitted[spec.name] = (est, cols)
         status[spec.name] = "ok"
-    if stack and baselines and candidates is None and len(valid) and valid["label"].nunique() == 2:
+    if stack and baselines and candidates is None and len(train) and len(valid) and valid["label"].nunique() == 2:
         _fit_stack(fitted, status, valid, test, valid_raw, test_raw)
+    eligible = set(fitted)
+    if not len(train):  # no trained model: the baseline that fits the business, as the README documents
+        eligible = {n for n in fitted if n in (("recency",) if contractual else ("btyd", "pnbd"))} or set(fitted)
+        for name in set(fitted) - eligible:
+            status[name] = (f"ok; not eligible without training cutoffs for a "
+                            f"{'contractual' if contractual else 'non-contractual'} business")
     if not fitted:
         raise ValueError("no candidate could be fitted: " + "; ".join(f"{k} {v}" for k, v in status.items()))
 
     labels_valid = valid["label"].to_numpy() if len(valid) and valid["label"].nunique() == 2 else np.array([])
     champion, table, why = choose_champion({k: v for k, v in valid_raw.items() if k in fitted} if len(labels_valid)
                                            else {k: np.array([]) for k in fitted},
-                                           labels_valid, metric=gate_metric, contractual=contractual)
+                                           labels_valid, metric=gate_metric, contractual=contractual,
+                                           eligible=eligible)
     model, cols = fitted[champion]
-    if len(labels_valid):
-        calibrator = RiskCalibrator(calibration).fit(valid_raw[champion], labels_valid)
+    latest = valid["cutoff"].isin(sorted(split.valid)[-calibration_cutoffs:]).to_numpy() if len(valid) else np.array([], bool)
+    notes = []
+    if len(labels_valid) and len(np.unique(labels_valid[latest])) == 2:
+        method = calibration
+        if calibration == "isotonic" and latest.sum() < MIN_ISOTONIC_ROWS:
+            method = "platt"
+            notes.append(f"calibrated by Platt scaling instead of isotonic regression: {int(latest.sum()):,} calibration "
+                         f"rows (isotonic needs {MIN_ISOTONIC_ROWS:,} not to jump to 0 or 1 on a few clients)")
+        calibrator = RiskCalibrator(method).fit(valid_raw[champion][latest], labels_valid[latest])
     else:
         calibrator = RiskCalibrator("none").fit([0.0], [0.0])
     inputs = list(dict.fromkeys(c for c in ("cutoff", *cols) if c in frame.columns))
@@ -435,7 +457,8 @@ def fit_evaluate(frame: pd.DataFrame, split: CutoffSplit, feature_cols: list[str
     metrics["candidates_failed"] = float(sum(s.startswith("failed") for s in status.values()))
     choice = f"{LABELS.get(champion, champion)}: {why}"
     return TrainingReport(model=model, calibrator=calibrator, split=split, metrics=metrics, test_scores=scores,
-                          breakdowns=breakdowns, champion=champion, candidates=cand, choice=choice, inputs=inputs)
+                          breakdowns=breakdowns, champion=champion, candidates=cand, choice=choice, notes=notes,
+                          inputs=inputs)
 
 
 def _fit_stack(fitted: dict, status: dict, valid: pd.DataFrame, test: pd.DataFrame,

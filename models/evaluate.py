@@ -80,9 +80,9 @@ class HorizonCheck:
 
     def summary(self) -> str:
         gap = f"{self.median_gap_days:.0f} days" if np.isfinite(self.median_gap_days) else "unknown (one order each)"
-        share = f"{self.leaver_share:.1%}" if np.isfinite(self.leaver_share) else "unknown (no labelled cutoff)"
-        return (f"{self.horizon_days}-day horizon: {share} of the clients labelled as leavers; median gap between a "
-                f"client's orders {gap}")
+        share = (f"{self.leaver_share:.1%} of the clients labelled as leavers" if np.isfinite(self.leaver_share)
+                 else "no labelled cutoff, so no share of leavers")
+        return f"{self.horizon_days}-day horizon: {share}; median gap between a client's orders {gap}"
 
 
 HIGH_LEAVER_SHARE = 0.60
@@ -125,6 +125,7 @@ def save_explanation_plots(model, rows: pd.DataFrame, out_dir: Path, *, sample: 
 
     if not len(rows):
         return {}
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
     part = rows.sample(min(len(rows), sample), random_state=seed)
     contrib = model.predict_contributions(part)
     cols = [c for c in contrib.columns if c != "bias"]

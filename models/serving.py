@@ -7,6 +7,8 @@ the project.
 """
 from __future__ import annotations
 
+import warnings
+
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
@@ -177,7 +179,8 @@ class LinearScorer:
     def learn_scaling(self, X: pd.DataFrame) -> "LinearScorer":
         """Medians, means and scales of the design's columns from the training rows."""
         values, missing = self._numeric(X)
-        with np.errstate(all="ignore"):
+        with warnings.catch_warnings():  # an all-missing column has no median: 0 then
+            warnings.simplefilter("ignore", RuntimeWarning)
             med = np.nanmedian(np.where(missing, np.nan, values), axis=0) if len(values) else np.zeros(values.shape[1])
         self.medians = np.where(np.isfinite(med), med, 0.0)
         filled = np.where(missing, self.medians, values)

@@ -113,19 +113,57 @@ def plan_cutoffs(tables: dict, horizon_days: int, *, frequency: str = "MS", max_
                 return CutoffPlan(cutoffs=cutoffs, frequency=freq, split=split, notes=notes)
         freq = finer_frequency(freq)
     freq, cutoffs = max(tried, key=lambda t: len(t[1]))
-    split = partial_split(cutoffs, horizon_days=horizon_days, valid_cutoffs=valid_cutoffs)
+    split = baseline_split(cutoffs, horizon_days)
     counts = ", ".join(f"{len(c)} at {_name(f)}" for f, c in tried)
     notes.append(f"no purged train / validation / test split: the history gives {counts} labelled cutoff(s) for a "
-                 f"{horizon_days}-day horizon (a split needs about three horizons of labelled history). The champion "
-                 "is the best of the candidates that learn nothing from labels (buy-till-you-die probabilities, the "
-                 "recency rule)" + (", chosen and calibrated on the validation cutoffs" if split.valid else "")
-                 + "; a longer history or a shorter --horizon-days gives a trained model")
+                 f"{horizon_days}-day horizon (a split needs about three horizons of labelled history). "
+                 + BASELINE_CHAMPION)
     return CutoffPlan(cutoffs=cutoffs, frequency=freq, split=split, notes=notes)
+
+
+BASELINE_CHAMPION = ("The champion is the best of the candidates that learn nothing from labels (buy-till-you-die "
+                     "probabilities, the recency rule), chosen on every cutoff whose label window closes by the test "
+                     "cutoff and calibrated on the latest of them; a longer history or a shorter --horizon-days gives "
+                     "a trained model")
+
+
+def baseline_split(cutoffs: list[pd.Timestamp], horizon_days: int) -> CutoffSplit:
+    """No training cutoff: test = the latest cutoff; validation = every cutoff whose label window
+    closes by it (none of the remaining candidates learns from labels, so all of them are fair
+    ground for choosing)."""
+    cutoffs = sorted(pd.to_datetime(cutoffs))
+    if not cutoffs:
+        return CutoffSplit(train=[], valid=[], test=None)
+    test = cutoffs[-1]
+    return CutoffSplit(train=[], valid=[c for c in cutoffs if c + pd.Timedelta(days=horizon_days) <= test], test=test)
+
+
+MIN_TRAIN_ROWS = 200
+MIN_TRAIN_EACH = 20
+
+
+def adapt_split(frame: pd.DataFrame, plan: CutoffPlan, horizon_days: int, *, min_rows: int = MIN_TRAIN_ROWS,
+                min_each: int = MIN_TRAIN_EACH) -> CutoffPlan:
+    """A planned split whose training cutoffs hold fewer than ``min_rows`` labelled rows, or fewer
+    than ``min_each`` of either label, has nothing to learn from: it becomes the baseline split
+    (``baseline_split``), said in the notes."""
+    if not plan.split.complete:
+        return plan
+    labels = frame.loc[frame["cutoff"].isin(plan.split.train), "label"]
+    each = int(min(labels.sum(), len(labels) - labels.sum())) if len(labels) else 0
+    if len(labels) >= min_rows and each >= min_each:
+        return plan
+    note = (f"the training cutoffs hold {len(labels):,} labelled rows ({each:,} of the rarer label), too few to learn "
+            f"from (at least {min_rows:,} and {min_each:,} of each). " + BASELINE_CHAMPION)
+    kept = [n for n in plan.notes if "validation cutoff instead of" not in n]
+    return CutoffPlan(cutoffs=plan.cutoffs, frequency=plan.frequency,
+                      split=baseline_split(plan.cutoffs, horizon_days), notes=[*kept, note])
 
 
 def training_data(tables: dict, *, horizon_days: int, frequency: str = "MS", max_cutoffs: int | None = None,
                   valid_cutoffs: int = 2, config=None) -> tuple[pd.DataFrame, CutoffPlan]:
-    """The labelled feature table at the planned cutoffs (``plan_cutoffs``) and the plan. When no
+    """The labelled feature table at the planned cutoffs (``plan_cutoffs``, then ``adapt_split``:
+    too few training rows to learn from make it a baseline split) and the plan. When no
     cutoff can be labelled (the history is shorter than one horizon), the clients' unlabelled
     features at the end of the data instead, for a champion that learns nothing from labels."""
     from features.build import build_features
@@ -134,6 +172,7 @@ def training_data(tables: dict, *, horizon_days: int, frequency: str = "MS", max
     plan = plan_cutoffs(tables, horizon_days, frequency=frequency, max_cutoffs=max_cutoffs,
                         valid_cutoffs=valid_cutoffs)
     frame = build_training_set(tables, plan.cutoffs, horizon_days=horizon_days, config=config)
+    plan = adapt_split(frame, plan, horizon_days)
     if not len(frame):
         as_of = default_as_of(tables)
         frame = build_features(tables, [as_of], config=config)

@@ -162,6 +162,8 @@ def train_flow(data_dir: Path | None, settings: Settings, home: Path, tune_trial
                 if settings.train.backtest_folds and split.complete else None)
     cutoffs_used = split.as_strings()
     logger.info("champion %s: %s", report.champion, report.choice)
+    for note in report.notes:
+        logger.warning(note)
     logger.info("test cutoff %s: ROC-AUC %.3f, PR-AUC %.3f, ECE %.3f (best baseline %.3f)", cutoffs_used["test"] or "none",
                 metrics.get("test_roc_auc", float("nan")), metrics.get("test_pr_auc", float("nan")),
                 metrics.get("test_ece", float("nan")), metrics.get("best_baseline_test_roc_auc", float("nan")))
@@ -181,7 +183,7 @@ def train_flow(data_dir: Path | None, settings: Settings, home: Path, tune_trial
                       cutoffs=cutoffs_used, metrics=metrics, breakdowns=report.breakdowns, backtest=backtest,
                       fingerprint=fingerprint, skipped_groups=skipped, contractual=contractual,
                       champion=report.champion_label, choice=report.choice, candidates=report.candidates,
-                      notes=plan.notes, horizon=horizon, frequency=frequency)
+                      notes=[*plan.notes, *report.notes], horizon=horizon, frequency=frequency)
     artifacts = {"model_card.md": card, "feature_catalogue.csv": catalogue_frame(), "candidates.csv": report.candidates,
                  "data_fingerprint.json": json.dumps(fingerprint, indent=2), "cutoffs.json": json.dumps(cutoffs_used, indent=2),
                  "validation_summary.csv": validated.summary, **{f"{k}.png": v for k, v in plots.items()},
@@ -205,7 +207,8 @@ def train_flow(data_dir: Path | None, settings: Settings, home: Path, tune_trial
                        tracking_uri=tracking_uri, metrics=metrics, cutoffs=cutoffs_used, skipped_groups=skipped,
                        promoted=logged.gate.promoted, gate_reason=logged.gate.reason, model_card=card,
                        backtest=backtest, champion=report.champion, choice=report.choice,
-                       candidates=report.candidates, notes=plan.notes, horizon=horizon, frequency=plan.frequency)
+                       candidates=report.candidates, notes=[*plan.notes, *report.notes], horizon=horizon,
+                       frequency=plan.frequency)
 
 
 @flow(name="score")
