@@ -34,7 +34,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 
 from features.build import BTYD_INPUTS
-from features.catalogue import feature_group
+from features.catalogue import NOT_A_REASON, feature_group
 from models import baselines as bl
 from models.calibrate import RiskCalibrator
 from models.evaluate import classification_metrics, metrics_by
@@ -42,6 +42,8 @@ from models.serving import ChurnRiskServing, ColumnScorer, FunctionScorer, Linea
 from models.train import ChurnClassifier, CutoffSplit, risk_of, size_aware_params
 
 RECENCY = "days_since_last_order"
+CALENDAR = ("season_sin", "season_cos")
+CALENDAR_MIN_SPAN_DAYS = 330  # the training cutoffs must cover about a year to learn the seasons
 BGNBD = "btyd_p_no_order"
 BASELINES = ("recency", "btyd", "pnbd", "logistic")
 LABELS = {
@@ -334,6 +336,12 @@ def fit_evaluate(frame: pd.DataFrame, split: CutoffSplit, feature_cols: list[str
     valid = frame[frame["cutoff"].isin(split.valid)]
     test = frame[frame["cutoff"] == split.test] if split.test is not None else frame.iloc[:0]
     n_customers = int(train["customer_id"].nunique()) if len(train) else 0
+    notes = []
+    span = (max(split.train) - min(split.train)).days if split.train else 0
+    if any(c in feature_cols for c in CALENDAR) and span < CALENDAR_MIN_SPAN_DAYS:
+        feature_cols = [c for c in feature_cols if c not in CALENDAR]
+        notes.append(f"calendar features (season_sin, season_cos) left out: the training cutoffs span {span} days, "
+                     "less than a year, so no season could be learned")
     specs = candidates if candidates is not None else default_candidates(
         feature_cols, params, horizon_days=horizon_days, n_customers=n_customers, size_aware=size_aware,
         baselines=baselines)
@@ -385,7 +393,6 @@ def fit_evaluate(frame: pd.DataFrame, split: CutoffSplit, feature_cols: list[str
                                            eligible=eligible)
     model, cols = fitted[champion]
     latest = valid["cutoff"].isin(sorted(split.valid)[-calibration_cutoffs:]).to_numpy() if len(valid) else np.array([], bool)
-    notes = []
     if len(labels_valid) and len(np.unique(labels_valid[latest])) == 2:
         method = calibration
         if calibration == "isotonic" and latest.sum() < MIN_ISOTONIC_ROWS:
@@ -481,6 +488,12 @@ def _fit_stack(fitted: dict, status: dict, valid: pd.DataFrame, test: pd.DataFra
     status["stack"] = "ok"
 
 
+def reason_groups(columns) -> dict[str, str | None]:
+    """Each contribution column's driver group; None for the groups that are never a reason (the
+    calendar: the season moves every client's risk alike)."""
+    return {c: (None if feature_group(c) in NOT_A_REASON else feature_group(c)) for c in sorted(columns)}
+
+
 def serving_parts(model, name: str) -> tuple[dict, dict[str, float], float]:
     """(scorers, weights, intercept) of a fitted candidate, as ``ChurnRiskServing`` takes them."""
     if hasattr(model, "serving_parts"):
@@ -493,7 +506,7 @@ def serving_model(report: TrainingReport, *, top_k: int = 3) -> ChurnRiskServing
     scorers, weights, intercept = serving_parts(report.model, report.champion)
     columns = {c for s in scorers.values() for c in s.contribution_columns}
     calibration = (report.calibrator.x_.tolist(), report.calibrator.y_.tolist())
-    return ChurnRiskServing(scorers, {c: feature_group(c) for c in sorted(columns)}, weights=weights,
+    return ChurnRiskServing(scorers, reason_groups(columns), weights=weights,
                             intercept=intercept, top_k=top_k, calibration=calibration, name=report.champion)
 
 

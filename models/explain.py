@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from features.catalogue import feature_group
+from features.catalogue import NOT_A_REASON, feature_group
 from models.serving import explain_contributions
 
 
@@ -19,4 +19,5 @@ def explain(model, features: pd.DataFrame, *, top_k: int = 3) -> pd.DataFrame:
     indexed like it (see ``models.serving.explain_contributions``). ``model``: any fitted
     candidate with ``predict_contributions`` (``models.candidates``, ``models.train.ChurnClassifier``)."""
     contrib = model.predict_contributions(features)
-    return explain_contributions(contrib, {c: feature_group(c) for c in contrib.columns if c != "bias"}, top_k)
+    groups = {c: feature_group(c) for c in contrib.columns if c != "bias" and feature_group(c) not in NOT_A_REASON}
+    return explain_contributions(contrib[[*groups, "bias"]], groups, top_k)
