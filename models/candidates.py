@@ -340,8 +340,9 @@ def fit_evaluate(frame: pd.DataFrame, split: CutoffSplit, feature_cols: list[str
     span = (max(split.train) - min(split.train)).days if split.train else 0
     if any(c in feature_cols for c in CALENDAR) and span < CALENDAR_MIN_SPAN_DAYS:
         feature_cols = [c for c in feature_cols if c not in CALENDAR]
-        notes.append(f"calendar features (season_sin, season_cos) left out: the training cutoffs span {span} days, "
-                     "less than a year, so no season could be learned")
+        if split.train:
+            notes.append(f"calendar features (season_sin, season_cos) left out: the training cutoffs span {span} days, "
+                         "less than a year, so no season could be learned")
     specs = candidates if candidates is not None else default_candidates(
         feature_cols, params, horizon_days=horizon_days, n_customers=n_customers, size_aware=size_aware,
         baselines=baselines)
