@@ -81,6 +81,8 @@ def evaluate_set(name: str, description: str, tables: dict, horizon: int, truth:
           f"{check.summary()}; {seconds:.0f} s.")
     for note in [*plan.notes, *report.notes]:
         print(f"- {note}")
+    for warning in check.warnings:
+        print(f"- warning: {warning}")
     print("\n| candidate | kind | status | valid ROC-AUC | test ROC-AUC | test PR-AUC | champion |\n|---|---|---|---|---|---|---|")
     for r in report.candidates.to_dict("records"):
         status = ("not eligible (no training cutoff)" if r["status"].startswith("ok;") else

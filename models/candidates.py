@@ -51,6 +51,7 @@ LABELS = {
     "logistic": "logistic regression", "recency": "recency rule (days since the last order)",
     "btyd": "BG/NBD P(no order)", "pnbd": "Pareto/NBD P(no order)", "stack": "logistic stack of the candidates",
 }
+METRIC_NAMES = {"roc_auc": "ROC-AUC", "pr_auc": "PR-AUC"}
 MIN_ISOTONIC_ROWS = 5_000  # below, isotonic steps on a few clients: Platt scaling instead
 # on an exact tie, and when there is no validation cutoff to choose on, the simpler candidate wins
 SIMPLEST_FIRST = ("recency", "btyd", "pnbd", "logistic", "lightgbm", "lightgbm_monotone", "stack")
@@ -297,8 +298,7 @@ def choose_champion(valid_scores: dict[str, np.ndarray], labels, *, metric: str 
             [key, "_o"], ascending=[False, True])
         best = ranked.iloc[0]
         runner = ranked.iloc[1] if len(ranked) > 1 else None
-        why = (f"best validation {metric.replace('_', '-').upper().replace('-AUC', '-AUC')} "
-               f"{best[key]:.4f}" + (f" (next: {runner['candidate']} {runner[key]:.4f})" if runner is not None else "")
+        why = (f"best validation {METRIC_NAMES.get(metric, metric)} {best[key]:.4f}" + (f" (next: {runner['candidate']} {runner[key]:.4f})" if runner is not None else "")
                + "; chosen on the validation cutoffs only")
         return str(best["candidate"]), table, why
     preference = ("recency", "btyd", "pnbd") if contractual else ("btyd", "pnbd", "recency")
@@ -310,7 +310,7 @@ def choose_champion(valid_scores: dict[str, np.ndarray], labels, *, metric: str 
     raise AssertionError("unreachable")
 
 
-def _finite(name: str, values: np.ndarray) -> np.ndarray:
+def _finite(values: np.ndarray) -> np.ndarray:
     values = np.asarray(values, dtype=float)
     bad = int((~np.isfinite(values)).sum())
     if bad:
@@ -327,15 +327,15 @@ def fit_evaluate(frame: pd.DataFrame, split: CutoffSplit, feature_cols: list[str
     measure every candidate on the test cutoff (the same rows for all).
 
     Candidates that learn from labels are fitted on the training cutoffs (LightGBM early-stops
-    on the validation cutoffs); the others need no training cutoff. ``baselines=False``: LightGBM
-    alone. ``candidates``: replace the default list (tests). A candidate that fails is reported
-    in ``candidates`` and in the metrics (``candidate_<name>_failed``) and left out. The champion
-    is calibrated on the latest ``calibration_cutoffs`` validation cutoffs (the base rate of the
-    most recent season seen)."""
+    on the validation cutoffs); the others need no training cutoff. Without training cutoffs
+    only the baseline that fits the business is eligible (BG/NBD or Pareto/NBD without
+    cancellations, the recency rule with). ``baselines=False``: LightGBM alone. ``candidates``:
+    replace the default list (tests). A candidate that fails is reported in ``candidates`` and
+    in the metrics (``candidate_<name>_failed``) and left out. The champion is calibrated on the
+    latest ``calibration_cutoffs`` validation cutoffs (the most recent season seen)."""
     train = frame[frame["cutoff"].isin(split.train)]
     valid = frame[frame["cutoff"].isin(split.valid)]
     test = frame[frame["cutoff"] == split.test] if split.test is not None else frame.iloc[:0]
-    n_customers = int(train["customer_id"].nunique()) if len(train) else 0
     notes = []
     span = (max(split.train) - min(split.train)).days if split.train else 0
     if any(c in feature_cols for c in CALENDAR) and span < CALENDAR_MIN_SPAN_DAYS:
@@ -344,12 +344,59 @@ def fit_evaluate(frame: pd.DataFrame, split: CutoffSplit, feature_cols: list[str
             notes.append(f"calendar features (season_sin, season_cos) left out: the training cutoffs span {span} days, "
                          "less than a year, so no season could be learned")
     specs = candidates if candidates is not None else default_candidates(
-        feature_cols, params, horizon_days=horizon_days, n_customers=n_customers, size_aware=size_aware,
-        baselines=baselines)
+        feature_cols, params, horizon_days=horizon_days, n_customers=int(train["customer_id"].nunique()),
+        size_aware=size_aware, baselines=baselines)
+    fitted, status, valid_raw, test_raw = _fit_candidates(specs, frame, train, valid, test)
+    if stack and baselines and candidates is None and len(train) and len(valid) and valid["label"].nunique() == 2:
+        _fit_stack(fitted, status, valid, test, valid_raw, test_raw)
+    if not fitted:
+        raise ValueError("no candidate could be fitted: " + "; ".join(f"{k} {v}" for k, v in status.items()))
+    eligible = set(fitted)
+    if not len(train):  # no trained model: the baseline that fits the business, as the README documents
+        eligible = {n for n in fitted if n in (("recency",) if contractual else ("btyd", "pnbd"))} or set(fitted)
+        for name in set(fitted) - eligible:
+            status[name] = (f"ok; not eligible without training cutoffs for a "
+                            f"{'contractual' if contractual else 'non-contractual'} business")
+
+    labels_valid = valid["label"].to_numpy() if len(valid) and valid["label"].nunique() == 2 else np.array([])
+    champion, table, why = choose_champion({k: valid_raw.get(k, np.array([])) for k in fitted} if len(labels_valid)
+                                           else {k: np.array([]) for k in fitted},
+                                           labels_valid, metric=gate_metric, contractual=contractual,
+                                           eligible=eligible)
+    model, cols = fitted[champion]
+    latest = (valid["cutoff"].isin(sorted(split.valid)[-calibration_cutoffs:]).to_numpy() if len(labels_valid)
+              else np.array([], bool))
+    if len(labels_valid) and len(np.unique(labels_valid[latest])) == 2:
+        method = calibration
+        if calibration == "isotonic" and latest.sum() < MIN_ISOTONIC_ROWS:
+            method = "platt"
+            notes.append(f"calibrated by Platt scaling instead of isotonic regression: {int(latest.sum()):,} calibration "
+                         f"rows (isotonic needs {MIN_ISOTONIC_ROWS:,} not to jump to 0 or 1 on a few clients)")
+        calibrator = RiskCalibrator(method).fit(valid_raw[champion][latest], labels_valid[latest])
+    else:
+        calibrator = RiskCalibrator("none").fit([0.0], [0.0])
+
+    scores, metrics, breakdowns = _holdout(test, test_raw, champion, calibrator, capacity)
+    cand = _candidate_table(specs, status, table, champion, scores, test_raw, capacity)
+    metrics |= _candidate_metrics(cand, metrics)
+    if isinstance(model, ChurnClassifier):
+        metrics["best_iteration"] = float(model.best_iteration_)
+    metrics["train_rows"] = float(len(train))
+    metrics["candidates_failed"] = float(sum(s.startswith("failed") for s in status.values()))
+    return TrainingReport(model=model, calibrator=calibrator, split=split, metrics=metrics, test_scores=scores,
+                          breakdowns=breakdowns, champion=champion, candidates=cand,
+                          choice=f"{LABELS.get(champion, champion)}: {why}", notes=notes,
+                          inputs=list(dict.fromkeys(c for c in ("cutoff", *cols) if c in frame.columns)))
+
+
+def _fit_candidates(specs: list[Candidate], frame: pd.DataFrame, train: pd.DataFrame, valid: pd.DataFrame,
+                    test: pd.DataFrame) -> tuple[dict, dict, dict, dict]:
+    """Fit each candidate and score the validation and test rows: (fitted {name: (estimator,
+    columns)}, status {name: text}, validation scores, test scores). A failure of any kind, or a
+    non-finite score, is the candidate's status, never an exception."""
     fitted: dict[str, tuple[object, list[str]]] = {}
     status: dict[str, str] = {}
     valid_raw: dict[str, np.ndarray] = {}
-    valid_logit: dict[str, np.ndarray] = {}
     test_raw: dict[str, np.ndarray] = {}
     reference = next((part for part in (train, valid, test) if len(part)), frame)  # unlabelled: the frame itself
     for spec in specs:
@@ -365,108 +412,88 @@ def fit_evaluate(frame: pd.DataFrame, split: CutoffSplit, feature_cols: list[str
                 est.fit(train[cols], train["label"], eval_set=eval_set)
             else:
                 est.fit(reference[cols], reference["label"] if "label" in reference else None)
-            if len(valid):
-                valid_logit[spec.name] = _finite(spec.name, est.decision_function(valid[cols]))
-                valid_raw[spec.name] = sigmoid(valid_logit[spec.name])
-            if len(test):
-                test_raw[spec.name] = _finite(spec.name, risk_of(est, test[cols]))
+            scored_valid = _finite(sigmoid(est.decision_function(valid[cols]))) if len(valid) else None
+            scored_test = _finite(risk_of(est, test[cols])) if len(test) else None
         except Exception as exc:  # noqa: BLE001 - one candidate's failure must not stop the training
             status[spec.name] = f"failed: {type(exc).__name__}: {exc}"
-            valid_raw.pop(spec.name, None), valid_logit.pop(spec.name, None), test_raw.pop(spec.name, None)
             continue
+        if scored_valid is not None:
+            valid_raw[spec.name] = scored_valid
+        if scored_test is not None:
+            test_raw[spec.name] = scored_test
         fitted[spec.name] = (est, cols)
         status[spec.name] = "ok"
-    if stack and baselines and candidates is None and len(train) and len(valid) and valid["label"].nunique() == 2:
-        _fit_stack(fitted, status, valid, test, valid_raw, test_raw)
-    eligible = set(fitted)
-    if not len(train):  # no trained model: the baseline that fits the business, as the README documents
-        eligible = {n for n in fitted if n in (("recency",) if contractual else ("btyd", "pnbd"))} or set(fitted)
-        for name in set(fitted) - eligible:
-            status[name] = (f"ok; not eligible without training cutoffs for a "
-                            f"{'contractual' if contractual else 'non-contractual'} business")
-    if not fitted:
-        raise ValueError("no candidate could be fitted: " + "; ".join(f"{k} {v}" for k, v in status.items()))
+    return fitted, status, valid_raw, test_raw
 
-    labels_valid = valid["label"].to_numpy() if len(valid) and valid["label"].nunique() == 2 else np.array([])
-    champion, table, why = choose_champion({k: v for k, v in valid_raw.items() if k in fitted} if len(labels_valid)
-                                           else {k: np.array([]) for k in fitted},
-                                           labels_valid, metric=gate_metric, contractual=contractual,
-                                           eligible=eligible)
-    model, cols = fitted[champion]
-    latest = valid["cutoff"].isin(sorted(split.valid)[-calibration_cutoffs:]).to_numpy() if len(valid) else np.array([], bool)
-    if len(labels_valid) and len(np.unique(labels_valid[latest])) == 2:
-        method = calibration
-        if calibration == "isotonic" and latest.sum() < MIN_ISOTONIC_ROWS:
-            method = "platt"
-            notes.append(f"calibrated by Platt scaling instead of isotonic regression: {int(latest.sum()):,} calibration "
-                         f"rows (isotonic needs {MIN_ISOTONIC_ROWS:,} not to jump to 0 or 1 on a few clients)")
-        calibrator = RiskCalibrator(method).fit(valid_raw[champion][latest], labels_valid[latest])
-    else:
-        calibrator = RiskCalibrator("none").fit([0.0], [0.0])
-    inputs = list(dict.fromkeys(c for c in ("cutoff", *cols) if c in frame.columns))
 
-    scores = test[["customer_id", "cutoff", "label"]].copy() if len(test) else pd.DataFrame(
-        {"customer_id": pd.Series(dtype=str), "cutoff": pd.Series(dtype="datetime64[us]"), "label": pd.Series(dtype="int8")})
-    metrics: dict[str, float] = {}
-    breakdowns: dict[str, pd.DataFrame] = {}
-    if len(test):
-        raw = test_raw[champion]
-        scores = scores.assign(risk=calibrator.transform(raw), raw_risk=raw)
-        for name, values in test_raw.items():
-            scores[f"score_{name}"] = values
-            if name in BASELINES:
-                scores[f"baseline_{name}"] = values
-        metrics = classification_metrics(scores["label"], scores["risk"], prefix="test_", capacity=capacity)
-        metrics |= {k: v for k, v in classification_metrics(scores["label"], raw, prefix="test_raw_").items()
-                    if k in ("test_raw_ece", "test_raw_log_loss")}
-        metrics["test_mean_risk"] = float(scores["risk"].mean())
-        metrics["test_calibration_in_the_large"] = float(scores["risk"].mean() - scores["label"].mean())
-        for col in ("lifecycle_stage", "segment"):
-            if col in test.columns:
-                part = scores.assign(**{col: test[col].to_numpy()})
-                breakdowns[col] = metrics_by(part, "risk", col, capacity=None)
+def _holdout(test: pd.DataFrame, test_raw: dict, champion: str, calibrator: RiskCalibrator,
+             capacity: int | None) -> tuple[pd.DataFrame, dict, dict]:
+    """The test cutoff's scores (the champion's calibrated risk, every candidate's raw score),
+    the champion's metrics and its breakdowns by lifecycle stage and segment."""
+    if not len(test):
+        empty = pd.DataFrame({"customer_id": pd.Series(dtype=str), "cutoff": pd.Series(dtype="datetime64[us]"),
+                              "label": pd.Series(dtype="int8")})
+        return empty, {}, {}
+    raw = test_raw[champion]
+    scores = test[["customer_id", "cutoff", "label"]].assign(risk=calibrator.transform(raw), raw_risk=raw)
+    for name, values in test_raw.items():
+        scores[f"score_{name}"] = values
+        if name in BASELINES:
+            scores[f"baseline_{name}"] = values
+    metrics = classification_metrics(scores["label"], scores["risk"], prefix="test_", capacity=capacity)
+    metrics |= {k: v for k, v in classification_metrics(scores["label"], raw, prefix="test_raw_").items()
+                if k in ("test_raw_ece", "test_raw_log_loss")}
+    metrics["test_mean_risk"] = float(scores["risk"].mean())
+    metrics["test_calibration_in_the_large"] = float(scores["risk"].mean() - scores["label"].mean())
+    breakdowns = {col: metrics_by(scores.assign(**{col: test[col].to_numpy()}), "risk", col, capacity=None)
+                  for col in ("lifecycle_stage", "segment") if col in test.columns}
+    return scores, metrics, breakdowns
+
+
+def _candidate_table(specs: list[Candidate], status: dict, table: pd.DataFrame, champion: str,
+                     scores: pd.DataFrame, test_raw: dict, capacity: int | None) -> pd.DataFrame:
+    """One row per candidate: status, validation metrics (from the comparison) and test metrics."""
     rows = []
-    for spec_name in [*[s.name for s in specs], *(["stack"] if "stack" in status else [])]:
-        row = {"candidate": spec_name, "label": LABELS.get(spec_name, spec_name), "status": status.get(spec_name, ""),
-               "baseline": spec_name in BASELINES, "champion": spec_name == champion}
-        v = table[table["candidate"] == spec_name]
-        row["valid_roc_auc"] = float(v["valid_roc_auc"].iloc[0]) if len(v) else np.nan
-        row["valid_pr_auc"] = float(v["valid_pr_auc"].iloc[0]) if len(v) else np.nan
-        if spec_name in test_raw and len(test):
-            m = classification_metrics(scores["label"], test_raw[spec_name], capacity=capacity, probabilities=False)
+    valid = table.set_index("candidate")
+    for name in [*[s.name for s in specs], *(["stack"] if "stack" in status else [])]:
+        row = {"candidate": name, "label": LABELS.get(name, name), "status": status.get(name, ""),
+               "baseline": name in BASELINES, "champion": name == champion,
+               "valid_roc_auc": float(valid.loc[name, "valid_roc_auc"]) if name in valid.index else np.nan,
+               "valid_pr_auc": float(valid.loc[name, "valid_pr_auc"]) if name in valid.index else np.nan,
+               "test_roc_auc": np.nan, "test_pr_auc": np.nan, "test_lift_top10": np.nan}
+        if name in test_raw and len(scores):
+            m = classification_metrics(scores["label"], test_raw[name], capacity=capacity, probabilities=False)
             row["test_roc_auc"], row["test_pr_auc"] = m.get("roc_auc", np.nan), m.get("pr_auc", np.nan)
             row["test_lift_top10"] = m.get("lift_top10", np.nan)
         rows.append(row)
-    cand = pd.DataFrame(rows)
-    for r in cand.itertuples():
-        if r.status.startswith("failed"):
-            metrics[f"candidate_{r.candidate}_failed"] = 1.0
+    return pd.DataFrame(rows)
+
+
+def _candidate_metrics(cand: pd.DataFrame, metrics: dict) -> dict[str, float]:
+    """Flat metrics for MLflow: each candidate's validation and test figures, failures, the
+    baselines' test figures and the champion's margin over each and over the best."""
+    out: dict[str, float] = {}
+    for r in cand.to_dict("records"):
+        name = r["candidate"]
+        if r["status"].startswith("failed"):
+            out[f"candidate_{name}_failed"] = 1.0
         for key in ("valid_roc_auc", "valid_pr_auc", "test_roc_auc", "test_pr_auc"):
-            value = getattr(r, key, np.nan)
-            if value is not None and np.isfinite(value):
-                metrics[f"candidate_{r.candidate}_{key}"] = float(value)
-        if r.baseline and np.isfinite(getattr(r, "test_roc_auc", np.nan)):
-            metrics[f"baseline_{r.candidate}_roc_auc"] = float(r.test_roc_auc)
-            metrics[f"baseline_{r.candidate}_pr_auc"] = float(r.test_pr_auc)
-            metrics[f"baseline_{r.candidate}_lift_top10"] = float(r.test_lift_top10)
+            if np.isfinite(r[key]):
+                out[f"candidate_{name}_{key}"] = float(r[key])
+        if r["baseline"] and np.isfinite(r["test_roc_auc"]):
+            out[f"baseline_{name}_roc_auc"] = float(r["test_roc_auc"])
+            out[f"baseline_{name}_pr_auc"] = float(r["test_pr_auc"])
+            out[f"baseline_{name}_lift_top10"] = float(r["test_lift_top10"])
             if "test_roc_auc" in metrics:
-                metrics[f"lift_over_{r.candidate}_roc_auc"] = metrics["test_roc_auc"] - float(r.test_roc_auc)
-                metrics[f"lift_over_{r.candidate}_pr_auc"] = metrics["test_pr_auc"] - float(r.test_pr_auc)
-    base = cand[cand["baseline"] & cand.get("test_roc_auc", pd.Series(np.nan, index=cand.index)).notna()] \
-        if "test_roc_auc" in cand else cand.iloc[:0]
+                out[f"lift_over_{name}_roc_auc"] = metrics["test_roc_auc"] - float(r["test_roc_auc"])
+                out[f"lift_over_{name}_pr_auc"] = metrics["test_pr_auc"] - float(r["test_pr_auc"])
+    base = cand[cand["baseline"] & cand["test_roc_auc"].notna()]
     if len(base) and "test_roc_auc" in metrics:
-        metrics["best_baseline_test_roc_auc"] = float(base["test_roc_auc"].max())
-        metrics["best_baseline_test_pr_auc"] = float(base["test_pr_auc"].max())
-        metrics["champion_margin_roc_auc"] = metrics["test_roc_auc"] - metrics["best_baseline_test_roc_auc"]
-        metrics["champion_margin_pr_auc"] = metrics["test_pr_auc"] - metrics["best_baseline_test_pr_auc"]
-    if isinstance(model, ChurnClassifier):
-        metrics["best_iteration"] = float(model.best_iteration_)
-    metrics["train_rows"] = float(len(train))
-    metrics["candidates_failed"] = float(sum(s.startswith("failed") for s in status.values()))
-    choice = f"{LABELS.get(champion, champion)}: {why}"
-    return TrainingReport(model=model, calibrator=calibrator, split=split, metrics=metrics, test_scores=scores,
-                          breakdowns=breakdowns, champion=champion, candidates=cand, choice=choice, notes=notes,
-                          inputs=inputs)
+        out["best_baseline_test_roc_auc"] = float(base["test_roc_auc"].max())
+        out["best_baseline_test_pr_auc"] = float(base["test_pr_auc"].max())
+        out["champion_margin_roc_auc"] = metrics["test_roc_auc"] - out["best_baseline_test_roc_auc"]
+        out["champion_margin_pr_auc"] = metrics["test_pr_auc"] - out["best_baseline_test_pr_auc"]
+    return out
 
 
 def _fit_stack(fitted: dict, status: dict, valid: pd.DataFrame, test: pd.DataFrame,
@@ -477,9 +504,9 @@ def _fit_stack(fitted: dict, status: dict, valid: pd.DataFrame, test: pd.DataFra
         return
     try:
         est = StackCandidate(bases).fit(valid, valid["label"])
-        valid_raw["stack"] = _finite("stack", sigmoid(est.oof_logit_))
+        valid_raw["stack"] = _finite(sigmoid(est.oof_logit_))
         if len(test):
-            test_raw["stack"] = _finite("stack", risk_of(est, test))
+            test_raw["stack"] = _finite(risk_of(est, test))
     except Exception as exc:  # noqa: BLE001
         status["stack"] = f"failed: {type(exc).__name__}: {exc}"
         valid_raw.pop("stack", None), test_raw.pop("stack", None)
