@@ -45,7 +45,8 @@ def main() -> None:
     from features.labels import build_training_set, default_as_of, labelled_cutoffs
     from features.simulate import simulate
     from models import registry, report, score
-    from models.train import fit_evaluate, split_cutoffs
+    from models.candidates import fit_evaluate
+    from models.train import split_cutoffs
     from pipelines.settings import Settings
 
     settings = Settings()

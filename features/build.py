@@ -633,6 +633,8 @@ def _features_at(at: _Cutoff, touches: _Touches | None, clients: bool = True) ->
         promoter = category == 3
     stage, phase = _lifecycle(cols["orders_total"], promoter, cols["tenure_days"])
     cols["lifecycle_stage"], cols["coleman_phase"] = (stage, STAGES), (phase, PHASES)
+    angle = 2 * math.pi * pd.Timestamp(c, unit="us").dayofyear / 365.25
+    cols["season_sin"], cols["season_cos"] = np.full(len(keys), math.sin(angle)), np.full(len(keys), math.cos(angle))
     open_days = np.zeros(len(keys))
     if "complaints" in h.has:
         complaints, severity, open_days = at.complaints()

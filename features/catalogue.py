@@ -13,7 +13,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-GROUPS = ("purchases", "attention", "nps", "complaints", "bank", "lifecycle", "attributes")
+GROUPS = ("purchases", "attention", "nps", "complaints", "bank", "lifecycle", "attributes", "calendar")
+# groups that move every client's risk alike at a cutoff: they shape the risk, they are never a reason
+NOT_A_REASON = ("calendar",)
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,9 @@ CATALOGUE: tuple[Feature, ...] = (
     # lifecycle
     _f("lifecycle_stage", "lifecycle", "category", "buyer (one order), regular (two or more), adherent (a regular whose last NPS is a promoter)", "Efremova's client lifecycle", True),
     _f("coleman_phase", "lifecycle", "category", "admit (< 2 days since the first order), affirm (< 14), activate (< 30), acclimate (< 100), accomplish (one order after 100 days), adopt (a regular), advocate (a promoting regular)", "Coleman's eight phases", True),
+    # calendar: the time of year of the cutoff, the same for every client at it
+    _f("season_sin", "calendar", "-1 to 1", "sine of the cutoff's day of the year (2 pi x day / 365.25)", "seasonality: the share of clients who leave within the horizon moves with the time of year; never a reason"),
+    _f("season_cos", "calendar", "-1 to 1", "cosine of the cutoff's day of the year", "seasonality, with season_sin a point on the yearly cycle"),
     # static attributes
     _f("segment", "attributes", "category", "customer segment", "static attribute", True),
     _f("acquisition_channel", "attributes", "category", "how the customer was acquired", "static attribute", True),

@@ -145,6 +145,15 @@ def labelled_cutoffs(tables: dict[str, pd.DataFrame], horizon_days: int, *, freq
     return cutoffs
 
 
+FINER_FREQUENCY = {"QS": "MS", "QS-JAN": "MS", "MS": "W-MON", "ME": "W-MON", "M": "W-MON", "SMS": "W-MON"}
+
+
+def finer_frequency(freq: str) -> str | None:
+    """The next finer cutoff frequency to fall back on when ``freq`` gives too few labelled
+    cutoffs (month starts -> Mondays), or None when there is none."""
+    return FINER_FREQUENCY.get(freq)
+
+
 def build_labels(tables: dict[str, pd.DataFrame], cutoffs: Iterable[pd.Timestamp], *, horizon_days: int = 90,
                  active_window_days: int = 365) -> pd.DataFrame:
     """Observation table (customer_id, cutoff, label) for the population at each labelled cutoff.

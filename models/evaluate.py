@@ -3,6 +3,7 @@ calibration): discrimination, calibration, what the retention team gets from its
 broken down by lifecycle stage and segment; plus the plots logged with the model."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +67,72 @@ def metrics_by(frame: pd.DataFrame, score_col: str, by: str, **kwargs) -> pd.Dat
     return pd.DataFrame(rows)
 
 
+@dataclass
+class HorizonCheck:
+    """How the label horizon cuts this base: the share of clients labelled as leavers (over every
+    labelled cutoff, and at the test cutoff), the median gap between a client's orders, and the
+    warnings when the horizon makes most of the base leavers or almost none."""
+    horizon_days: int
+    leaver_share: float
+    test_leaver_share: float
+    median_gap_days: float
+    warnings: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        gap = f"{self.median_gap_days:.0f} days" if np.isfinite(self.median_gap_days) else "unknown (one order each)"
+        share = (f"{self.leaver_share:.1%} of the clients labelled as leavers" if np.isfinite(self.leaver_share)
+                 else "no labelled cutoff, so no share of leavers")
+        return f"{self.horizon_days}-day horizon: {share}; median gap between a client's orders {gap}"
+
+
+HIGH_LEAVER_SHARE = 0.60
+LOW_LEAVER_SHARE = 0.02
+
+
+def horizon_check(frame: pd.DataFrame, horizon_days: int, *, test_cutoff: pd.Timestamp | None = None) -> HorizonCheck:
+    """The leaver share of a labelled feature table and the median over clients at its latest
+    cutoff of their mean gap between orders (``mean_gap_days``; clients with one order have
+    none); warnings above ``HIGH_LEAVER_SHARE`` and below ``LOW_LEAVER_SHARE``."""
+    labelled = frame["label"].dropna() if "label" in frame.columns else pd.Series(dtype=float)
+    share = float(labelled.mean()) if len(labelled) else float("nan")
+    test_share = (float(frame.loc[frame["cutoff"] == test_cutoff, "label"].mean())
+                  if test_cutoff is not None and "label" in frame.columns else float("nan"))
+    gap = float("nan")
+    if "mean_gap_days" in frame.columns and len(frame):
+        latest = frame.loc[frame["cutoff"] == frame["cutoff"].max(), "mean_gap_days"].dropna()
+        gap = float(latest.median()) if len(latest) else float("nan")
+    suggestion = (f" The median gap between a client's orders is {gap:.0f} days: a horizon of about two to three "
+                  f"times it ({2 * gap:.0f}-{3 * gap:.0f} days) separates leaving from a client's ordinary pause"
+                  if np.isfinite(gap) else "")
+    warnings = []
+    if np.isfinite(share) and share > HIGH_LEAVER_SHARE:
+        warnings.append(f"the {horizon_days}-day horizon makes {share:.0%} of the clients leavers (above "
+                        f"{HIGH_LEAVER_SHARE:.0%}): most of the base goes {horizon_days} days without what counts as "
+                        f"staying, so the list cannot tell leaving from an ordinary pause; consider a longer horizon "
+                        f"(--horizon-days).{suggestion}. See 'Choosing the horizon' in README.md.")
+    elif np.isfinite(share) and share < LOW_LEAVER_SHARE:
+        warnings.append(f"the {horizon_days}-day horizon makes only {share:.1%} of the clients leavers (below "
+                        f"{LOW_LEAVER_SHARE:.0%}): too few to learn from or to fill a call list; consider a longer "
+                        f"horizon (--horizon-days).{suggestion}. See 'Choosing the horizon' in README.md.")
+    return HorizonCheck(horizon_days, share, test_share, gap, warnings)
+
+
+def save_explanation_plots(model, rows: pd.DataFrame, out_dir: Path, *, sample: int = 2000, seed: int = 0) -> dict[str, Path]:
+    """SHAP plots (``save_shap_plots``) of a fitted candidate on a seeded sample of ``rows`` (at
+    most ``sample``). Contribution columns that are not inputs (a Pareto/NBD score) are plotted
+    without values. Nothing when ``rows`` is empty."""
+    from features.catalogue import feature_group
+
+    if not len(rows):
+        return {}
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    part = rows.sample(min(len(rows), sample), random_state=seed)
+    contrib = model.predict_contributions(part)
+    cols = [c for c in contrib.columns if c != "bias"]
+    values = part.reindex(columns=cols)
+    return save_shap_plots(contrib, values, {c: feature_group(c) for c in cols}, out_dir)
+
+
 def gains_curve(y_true, score) -> pd.DataFrame:
     """Cumulative share of former clients found when calling customers in score order."""
     y = np.asarray(y_true, float)[np.argsort(-np.asarray(score, float), kind="stable")]
@@ -73,7 +140,8 @@ def gains_curve(y_true, score) -> pd.DataFrame:
     return pd.DataFrame({"share_called": np.arange(1, n + 1) / n, "share_found": np.cumsum(y) / max(y.sum(), 1)})
 
 
-def save_plots(y_true, risk, out_dir: Path, *, baselines: dict[str, np.ndarray] | None = None) -> dict[str, Path]:
+def save_plots(y_true, risk, out_dir: Path, *, baselines: dict[str, np.ndarray] | None = None,
+               champion: str = "champion") -> dict[str, Path]:
     """ROC, precision-recall, calibration and cumulative gains plots as PNG files."""
     import matplotlib
 
@@ -83,7 +151,7 @@ def save_plots(y_true, risk, out_dir: Path, *, baselines: dict[str, np.ndarray] 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     y = np.asarray(y_true, int)
-    scores = {"LightGBM (calibrated)": np.asarray(risk, float), **(baselines or {})}
+    scores = {f"{champion} (calibrated)": np.asarray(risk, float), **(baselines or {})}
     paths = {}
 
     fig, ax = plt.subplots(figsize=(5, 5))

@@ -96,12 +96,13 @@ def column_psi(profile: dict, values: pd.Series) -> float:
     return population_stability_index(expected, actual)
 
 
-def reference_profile(features: pd.DataFrame, risk: np.ndarray, *, bins: int = QUANTILES) -> dict:
+def reference_profile(features: pd.DataFrame, risk: np.ndarray | None, *, bins: int = QUANTILES) -> dict:
     """What monitoring compares a later scoring with, computed at training time on the rows the
-    model was tested on: each feature's profile, the risk's profile, the rows."""
+    model was tested on: each feature's profile, the risk's profile (None without test scores:
+    a model trained without a labelled test cutoff), the rows."""
     return {"rows": int(len(features)),
             "features": {c: column_profile(features[c], bins) for c in features.columns},
-            "score": column_profile(pd.Series(np.asarray(risk, dtype=float)), bins)}
+            "score": None if risk is None else column_profile(pd.Series(np.asarray(risk, dtype=float)), bins)}
 
 
 def drift(reference: dict, features: pd.DataFrame, risk: np.ndarray, *, psi_warn: float = 0.1,
@@ -116,6 +117,8 @@ def drift(reference: dict, features: pd.DataFrame, risk: np.ndarray, *, psi_warn
             out[name] = {"psi": round(psi, 6), "flag": bool(psi >= psi_alert), "warn": bool(psi >= psi_warn),
                          "reference": "train", "method": "psi"}
     out = dict(sorted(out.items(), key=lambda kv: -kv[1]["psi"]))
+    if reference.get("score") is None:
+        return out, {"psi": None, "flag": False, "warn": False}
     score_psi = column_psi(reference["score"], pd.Series(np.asarray(risk, dtype=float)))
     return out, {"psi": round(score_psi, 6), "flag": bool(score_psi >= psi_alert), "warn": bool(score_psi >= psi_warn)}
 

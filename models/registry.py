@@ -26,8 +26,10 @@ from mlflow.models import ModelSignature, infer_signature
 from mlflow.types import ColSpec, Schema
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+import features.btyd
+import models.baselines
 import models.serving
-from models.explain import serving_model
+from models.candidates import serving_model
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -92,9 +94,10 @@ class LoggedModel:
 def pip_requirements() -> list[str]:
     """What a consumer needs to load the served model (pinned to this environment)."""
     import lightgbm
+    import scipy
 
     return [f"lightgbm=={lightgbm.__version__}", f"pandas=={pd.__version__}",
-            f"numpy=={np.__version__}", f"cloudpickle=={cloudpickle.__version__}"]
+            f"numpy=={np.__version__}", f"cloudpickle=={cloudpickle.__version__}", f"scipy=={scipy.__version__}"]
 
 
 def _signature(example: pd.DataFrame, output: pd.DataFrame) -> ModelSignature:
@@ -120,20 +123,25 @@ def log_training_run(report, *, experiment: str, model_name: str, home: Path, pa
                      tags: dict[str, str], test_inputs: pd.DataFrame, artifacts: dict[str, pd.DataFrame | str | Path] | None = None,
                      top_k: int = 3, gate_metric: str = "roc_auc", gate_margin: float = 0.0,
                      require_approval: bool = False) -> LoggedModel:
-    """Log one training (a ``models.train.TrainingReport``) as an MLflow run, register the model,
-    give it the ``challenger`` alias and apply the champion gate.
+    """Log one training (a ``models.candidates.TrainingReport``) as an MLflow run, register the
+    champion candidate, give it the ``challenger`` alias and apply the champion gate.
 
     ``test_inputs``: the test cutoff's feature rows (with customer_id), in the order of
-    ``report.test_scores``; used for the input example and to re-score the champion.
-    The model is a pyfunc: feature table in, calibrated ``risk`` and the top reason groups
-    out. Its code (``models.serving``) is pickled by value, so loading it needs no code from
-    this repository.
+    ``report.test_scores`` (any extra columns are ignored); used for the input example and to
+    re-score the registered champion. With no labelled test cutoff, any feature rows: the gate
+    then promotes only a first model. The model is a pyfunc: feature table in, calibrated
+    ``risk`` and the top reason groups out. Its code (``models.serving``, and for a Pareto/NBD
+    scorer ``models.baselines`` and ``features.btyd``) is pickled by value, so loading it needs
+    no code from this repository.
     """
     experiment_id = ensure_experiment(experiment, home)
-    served = serving_model(report.model, top_k=top_k, calibrator=report.calibrator)
-    example = to_model_input(test_inputs.head(5)).assign(explain=True)
+    served = serving_model(report, top_k=top_k)
+    wanted = ["customer_id", *[c for c in served.inputs if c != "customer_id"]]
+    example = to_model_input(test_inputs[[c for c in wanted if c in test_inputs.columns]].head(5)).assign(explain=True)
     metrics = {k: float(v) for k, v in report.metrics.items() if v is not None and np.isfinite(v)}
-    cloudpickle.register_pickle_by_value(models.serving)
+    by_value = (models.serving, models.baselines, features.btyd)
+    for module in by_value:
+        cloudpickle.register_pickle_by_value(module)
     try:
         with mlflow.start_run(experiment_id=experiment_id) as run:
             mlflow.log_params(params)
@@ -146,12 +154,15 @@ def log_training_run(report, *, experiment: str, model_name: str, home: Path, pa
                 name="model", python_model=served, signature=_signature(example, served(example)),
                 input_example=example, pip_requirements=pip_requirements())
     finally:
-        cloudpickle.unregister_pickle_by_value(models.serving)
+        for module in by_value:
+            cloudpickle.unregister_pickle_by_value(module)
     client = MlflowClient()
     version = str(mlflow.register_model(info.model_uri, model_name).version)
     client.set_registered_model_alias(model_name, CHALLENGER, version)
     labels = report.test_scores["label"].to_numpy()
-    decision = apply_gate(model_name, version, challenger_value=float(GATE_METRICS[gate_metric](labels, report.test_scores["risk"])),
+    value = (float(GATE_METRICS[gate_metric](labels, report.test_scores["risk"])) if len(np.unique(labels)) == 2
+             else float("nan"))
+    decision = apply_gate(model_name, version, challenger_value=value,
                           test_inputs=test_inputs, labels=labels, metric=gate_metric, margin=gate_margin,
                           require_approval=require_approval)
     aliases = (CHALLENGER, CHAMPION) if decision.promoted else (CHALLENGER,)
@@ -205,6 +216,10 @@ def apply_gate(model_name: str, version: str, *, challenger_value: float, test_i
     champion = _champion_version(model_name)
     if champion is None:
         decision = GateDecision(True, metric, challenger_value, None, None, "first model: no champion yet")
+    elif not np.isfinite(challenger_value):
+        decision = GateDecision(False, metric, challenger_value, str(champion.version), None,
+                                f"no labelled test cutoff with both outcomes: the challenger cannot be compared with "
+                                f"champion v{champion.version}, which stays")
     else:
         try:
             loaded = mlflow.pyfunc.load_model(f"models:/{model_name}/{champion.version}")

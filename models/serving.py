@@ -1,10 +1,13 @@
 """The model as served: feature table in, risk and top reason groups out.
 
 This module is pickled *by value* into the MLflow model (see ``models.registry``), so a
-consumer of ``models:/churn-risk@champion`` needs only pandas, numpy and lightgbm, never
-this repository. Keep it free of imports from the rest of the project.
+consumer of ``models:/churn-risk@champion`` needs only pandas, numpy and lightgbm (and scipy
+for a Pareto/NBD champion), never this repository. Keep it free of imports from the rest of
+the project.
 """
 from __future__ import annotations
+
+import warnings
 
 import lightgbm as lgb
 import numpy as np
@@ -73,54 +76,307 @@ def explain_contributions(contrib: pd.DataFrame, feature_groups: dict[str, str],
     return reasons.assign(**out)
 
 
-class ChurnRiskServing:
-    """Callable pyfunc body: ``model(features) -> DataFrame(risk, reason_group_1..k, ...)``.
+def sigmoid(z) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(np.asarray(z, dtype=float), -700, 700)))
 
-    ``risk`` is the calibrated probability of becoming a former client within the horizon;
-    reasons come from TreeSHAP on the raw model (calibration is monotone, so it does not
-    change which drivers push a customer's risk up).
 
-    ``features``: one row per customer with the training feature columns; customer_id and
-    cutoff are passed through when present; an optional boolean ``explain`` column asks for
-    reasons on those rows only (TreeSHAP is the expensive part).
-    """
+def logit(p, eps: float = 1e-9) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=float), eps, 1 - eps)
+    return np.log(p / (1 - p))
+
+
+def _logit_keep_nan(p) -> np.ndarray:
+    """Log-odds of probabilities; values that are not probabilities (NaN, inf, outside [0, 1])
+    become NaN so that the caller sees them."""
+    p = np.asarray(p, dtype=float)
+    ok = np.isfinite(p) & (p >= 0) & (p <= 1)
+    return np.where(ok, logit(np.where(ok, p, 0.5)), np.nan)
+
+
+# -- scorers: one fitted candidate each, logit and log-odds contributions per input column ----------
+# Every scorer has ``inputs`` (the columns it reads), ``logit(X)`` (its log-odds risk, one value
+# per row) and ``contributions(X)`` (one column per feature it explains plus ``bias``; each
+# row sums to the logit). The candidates of ``models.candidates`` score through these very
+# objects, so the served model computes what was measured.
+
+class BoosterScorer:
+    """A LightGBM booster: raw score and TreeSHAP contributions (``pred_contrib``)."""
+
+    kind = "lightgbm"
 
     def __init__(self, booster_model: str, feature_names: list[str], categories: dict[str, list[str]],
-                 feature_groups: dict[str, str], num_iteration: int, top_k: int = 3,
-                 calibration: tuple[list[float], list[float]] | None = None):
+                 num_iteration: int):
         self.booster_model = booster_model
         self.feature_names = feature_names
         self.categories = categories
-        self.feature_groups = feature_groups
         self.num_iteration = num_iteration
-        self.top_k = top_k
-        self.calibration = calibration
         self._booster = None
 
-    def _prepare(self, X: pd.DataFrame) -> pd.DataFrame:
-        return prepare_features(X, self.feature_names, self.categories, errors="coerce")
+    @property
+    def inputs(self) -> list[str]:
+        return list(self.feature_names)
 
-    def __call__(self, model_input: pd.DataFrame) -> pd.DataFrame:
+    @property
+    def booster(self) -> lgb.Booster:
         if self._booster is None:
             self._booster = lgb.Booster(model_str=self.booster_model)
-        X = self._prepare(model_input)
-        risk = self._booster.predict(X, num_iteration=self.num_iteration)
-        if self.calibration is not None:
-            risk = apply_calibration(risk, *self.calibration)
-        # TreeSHAP is the cost of scoring: an optional boolean `explain` column limits it to the
-        # rows that need reasons (all rows when the column is absent)
-        wanted = (model_input["explain"].fillna(False).astype(bool).to_numpy() if "explain" in model_input.columns
-                  else np.ones(len(X), bool))
-        subset = X[wanted]
-        contrib = pd.DataFrame(self._booster.predict(subset, num_iteration=self.num_iteration, pred_contrib=True)
-                               if len(subset) else np.empty((0, len(self.feature_names) + 1)),
-                               index=subset.index, columns=[*self.feature_names, "bias"])
-        reasons = explain_contributions(contrib, self.feature_groups, self.top_k)
-        out = pd.DataFrame({"risk": risk}, index=X.index).join(reasons)  # rows not explained: empty reasons
-        keys = [c for c in ("customer_id", "cutoff") if c in model_input.columns]
-        return pd.concat([model_input[keys], out], axis=1).reset_index(drop=True)
+        return self._booster
+
+    def prepare(self, X: pd.DataFrame) -> pd.DataFrame:
+        return prepare_features(X, self.feature_names, self.categories, errors="coerce")
+
+    @property
+    def contribution_columns(self) -> list[str]:
+        return list(self.feature_names)
+
+    def logit(self, X: pd.DataFrame, strict: bool = False) -> np.ndarray:
+        return self.booster.predict(self.prepare(X), num_iteration=self.num_iteration, raw_score=True)
+
+    def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
+        values = (self.booster.predict(self.prepare(X), num_iteration=self.num_iteration, pred_contrib=True)
+                  if len(X) else np.empty((0, len(self.feature_names) + 1)))
+        return pd.DataFrame(values, index=X.index, columns=[*self.feature_names, "bias"])
 
     def __getstate__(self):
         state = self.__dict__.copy()
         state["_booster"] = None
         return state
+
+
+def _text(values: pd.Series) -> np.ndarray:
+    """Category values as text; missing (NaN, or the served table's "none") as "none"."""
+    out = values.astype("object").where(values.notna(), "none").astype(str).to_numpy(dtype=object)
+    return np.where(out == "nan", "none", out)
+
+
+class LinearScorer:
+    """A logistic regression in numpy: numeric columns imputed with the training median plus a
+    missing flag (optionally ``log1p`` of the value first), standardised; categories one-hot.
+    Contributions are exact for a linear model: coefficient x (value - training mean), the
+    training means folded into ``bias``."""
+
+    kind = "linear"
+
+    def __init__(self, numeric: list[str], categorical: dict[str, list[str]], log_columns: list[str] | None = None):
+        self.numeric = list(numeric)
+        self.categorical = {c: list(v) for c, v in categorical.items()}
+        self.log_columns = list(log_columns or [])
+        self.intercept = 0.0
+
+    @property
+    def inputs(self) -> list[str]:
+        return [*self.numeric, *self.categorical]
+
+    def _numeric(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        values = np.column_stack([pd.to_numeric(X[c], errors="coerce").to_numpy(dtype=float) for c in self.numeric]) \
+            if self.numeric else np.empty((len(X), 0))
+        missing = np.isnan(values)
+        for j, c in enumerate(self.numeric):
+            if c in self.log_columns:
+                values[:, j] = np.log1p(np.maximum(values[:, j], 0.0))
+        return values, missing
+
+    def learn_scaling(self, X: pd.DataFrame) -> "LinearScorer":
+        """Medians, means and scales of the design's columns from the training rows."""
+        values, missing = self._numeric(X)
+        with warnings.catch_warnings():  # an all-missing column has no median: 0 then
+            warnings.simplefilter("ignore", RuntimeWarning)
+            med = np.nanmedian(np.where(missing, np.nan, values), axis=0) if len(values) else np.zeros(values.shape[1])
+        self.medians = np.where(np.isfinite(med), med, 0.0)
+        filled = np.where(missing, self.medians, values)
+        self.means, self.scales = filled.mean(axis=0), filled.std(axis=0)
+        self.scales = np.where(self.scales > 0, self.scales, 1.0)
+        self.flag_means = missing.mean(axis=0)
+        std = missing.std(axis=0)
+        self.flag_scales = np.where(std > 0, std, 1.0)
+        self.category_freq = {c: [float(np.mean(_text(X[c]) == v)) for v in levels] for c, levels in self.categorical.items()}
+        return self
+
+    def design(self, X: pd.DataFrame) -> np.ndarray:
+        """The standardised design matrix: numeric, missing flags, one-hot categories (centred)."""
+        values, missing = self._numeric(X)
+        parts = [(np.where(missing, self.medians, values) - self.means) / self.scales,
+                 (missing - self.flag_means) / self.flag_scales]
+        for c, levels in self.categorical.items():
+            text = _text(X[c])
+            parts.append((text[:, None] == np.asarray(levels, dtype=object)[None, :]) - np.asarray(self.category_freq[c]))
+        return np.column_stack(parts) if parts else np.empty((len(X), 0))
+
+    def owners(self) -> list[str]:
+        """The input column each design column belongs to."""
+        return [*self.numeric, *self.numeric, *[c for c, levels in self.categorical.items() for _ in levels]]
+
+    def set_coefficients(self, coef, intercept: float) -> "LinearScorer":
+        self.coef = np.asarray(coef, dtype=float).ravel()
+        self.intercept = float(intercept)
+        return self
+
+    @property
+    def contribution_columns(self) -> list[str]:
+        return self.inputs
+
+    def logit(self, X: pd.DataFrame, strict: bool = False) -> np.ndarray:
+        return self.design(X) @ self.coef + self.intercept
+
+    def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
+        terms = self.design(X) * self.coef[None, :]
+        owners = np.asarray(self.owners(), dtype=object)
+        cols = {c: terms[:, owners == c].sum(axis=1) for c in self.inputs}
+        return pd.DataFrame({**cols, "bias": np.full(len(X), self.intercept)}, index=X.index)
+
+
+class ColumnScorer:
+    """One column read as a risk: a probability (``transform="logit"``: log-odds of the column)
+    or days of silence (``transform="log_days"``: log(days / scale), so risk = days / (days +
+    scale) before calibration: the recency rule as a probability). Missing values are neutral
+    (the training mean). Its contribution is the column's, centred on the training mean."""
+
+    kind = "column"
+
+    def __init__(self, column: str, transform: str = "logit", scale: float = 1.0, center: float = 0.0):
+        self.column = column
+        self.transform = transform
+        self.scale = scale
+        self.center = center
+
+    @property
+    def inputs(self) -> list[str]:
+        return [self.column]
+
+    def _raw(self, X: pd.DataFrame) -> np.ndarray:
+        v = pd.to_numeric(X[self.column], errors="coerce").to_numpy(dtype=float)
+        if self.transform == "log_days":
+            with np.errstate(invalid="ignore"):
+                return np.log(np.maximum(v, 0.5) / self.scale)
+        return _logit_keep_nan(v)
+
+    @property
+    def contribution_columns(self) -> list[str]:
+        return [self.column]
+
+    def logit(self, X: pd.DataFrame, strict: bool = False) -> np.ndarray:
+        """Log-odds; ``strict``: non-finite values stay (to be reported), else they are neutral."""
+        z = self._raw(X)
+        return z if strict else np.where(np.isfinite(z), z, self.center)
+
+    def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
+        z = self.logit(X)
+        return pd.DataFrame({self.column: z - self.center, "bias": np.full(len(X), self.center)}, index=X.index)
+
+
+class FunctionScorer:
+    """A probability computed from several input columns by a function of the rows, one
+    cutoff at a time (``fn(frame, horizon_days) -> array | None``; the Pareto/NBD fits its
+    parameters on the rows' own history). Rows without a ``cutoff`` column form one cutoff.
+    When the function fails or returns non-finite values, those rows get the training mean
+    (neutral). The contribution is reported under ``name``."""
+
+    kind = "function"
+
+    def __init__(self, fn, columns: list[str], name: str, horizon_days: int, center: float = 0.0):
+        self.fn = fn
+        self.columns = list(columns)
+        self.name = name
+        self.horizon_days = horizon_days
+        self.center = center
+
+    @property
+    def inputs(self) -> list[str]:
+        return list(self.columns)
+
+    @property
+    def contribution_columns(self) -> list[str]:
+        return [self.name]
+
+    def logit(self, X: pd.DataFrame, strict: bool = False) -> np.ndarray:
+        """Log-odds; ``strict``: a failure raises and non-finite values stay (to be reported),
+        else both give the neutral value."""
+        frame = pd.DataFrame({c: pd.to_numeric(X[c], errors="coerce").to_numpy(dtype=float) for c in self.columns},
+                             index=X.index)
+        frame["cutoff"] = X["cutoff"].astype(str).to_numpy() if "cutoff" in X.columns else "scoring"
+        if strict:
+            p = self.fn(frame, self.horizon_days)
+            if p is None:
+                raise ValueError(f"{self.name}: no scores")
+            return _logit_keep_nan(p)
+        try:
+            p = self.fn(frame, self.horizon_days)
+        except Exception:  # noqa: BLE001 - a failed fit must not stop the scoring: neutral risk
+            p = None
+        z = _logit_keep_nan(p) if p is not None else np.full(len(X), np.nan)
+        return np.where(np.isfinite(z), z, self.center)
+
+    def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
+        z = self.logit(X)
+        return pd.DataFrame({self.name: z - self.center, "bias": np.full(len(X), self.center)}, index=X.index)
+
+
+class ChurnRiskServing:
+    """Callable pyfunc body: ``model(features) -> DataFrame(risk, reason_group_1..k, ...)``.
+
+    The model is one scorer (LightGBM, a logistic regression, a buy-till-you-die probability,
+    the recency rule) or a logistic stack of several: log-odds = ``intercept`` + sum of
+    ``weights[name]`` x scorer log-odds. ``risk`` is its probability through the calibration
+    map fitted on the validation cutoffs. Reasons: the scorers' log-odds contributions
+    (TreeSHAP for LightGBM, exact for the linear and single-column scorers) weighted like the
+    scorers and summed per driver group (calibration is monotone, so it does not change which
+    drivers push a customer's risk up). Groups mapped to None in ``feature_groups`` (the
+    calendar) move the risk of everyone alike and are never named as reasons.
+
+    ``features``: one row per customer with the model's input columns; customer_id and cutoff
+    are passed through when present; an optional boolean ``explain`` column asks for reasons on
+    those rows only (TreeSHAP is the expensive part).
+    """
+
+    def __init__(self, scorers: dict, feature_groups: dict[str, str | None], *, weights: dict[str, float] | None = None,
+                 intercept: float = 0.0, top_k: int = 3, calibration: tuple[list[float], list[float]] | None = None,
+                 name: str = "lightgbm"):
+        self.scorers = scorers
+        self.weights = weights or {k: 1.0 for k in scorers}
+        self.intercept = intercept
+        self.feature_groups = feature_groups
+        self.top_k = top_k
+        self.calibration = calibration
+        self.name = name
+
+    @property
+    def inputs(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for scorer in self.scorers.values():
+            seen.update(dict.fromkeys(scorer.inputs))
+        return list(seen)
+
+    def logit(self, X: pd.DataFrame) -> np.ndarray:
+        z = np.full(len(X), float(self.intercept))
+        for name, scorer in self.scorers.items():
+            z = z + self.weights[name] * scorer.logit(X)
+        return z
+
+    def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
+        total: dict[str, np.ndarray] = {}
+        for name, scorer in self.scorers.items():
+            part = scorer.contributions(X)
+            for col in part.columns:
+                total[col] = total.get(col, 0.0) + self.weights[name] * part[col].to_numpy(dtype=float)
+        bias = total.pop("bias", 0.0) + self.intercept
+        return pd.DataFrame({**total, "bias": np.broadcast_to(bias, (len(X),))}, index=X.index)
+
+    def risk(self, X: pd.DataFrame) -> np.ndarray:
+        p = sigmoid(self.logit(X))
+        return apply_calibration(p, *self.calibration) if self.calibration is not None else p
+
+    def __call__(self, model_input: pd.DataFrame) -> pd.DataFrame:
+        X = model_input.reset_index(drop=True)
+        risk = self.risk(X)
+        # the contributions are the cost of scoring: an optional boolean `explain` column limits
+        # them to the rows that need reasons (all rows when the column is absent)
+        wanted = (X["explain"].fillna(False).astype(bool).to_numpy() if "explain" in X.columns
+                  else np.ones(len(X), bool))
+        subset = X[wanted]
+        contrib = self.contributions(subset)
+        groups = {c: g for c, g in self.feature_groups.items() if g is not None}
+        contrib = contrib[[c for c in contrib.columns if c == "bias" or c in groups or c not in self.feature_groups]]
+        reasons = explain_contributions(contrib, groups, self.top_k)
+        out = pd.DataFrame({"risk": risk}, index=X.index).join(reasons)  # rows not explained: empty reasons
+        keys = [c for c in ("customer_id", "cutoff") if c in X.columns]
+        return pd.concat([X[keys], out], axis=1).reset_index(drop=True)

@@ -1,63 +1,223 @@
-"""Training: split by cutoff time, fit LightGBM with early stopping.
+"""Training: the cutoffs (adapted to the history), the purged split, LightGBM.
 
 The split is purged: a row at cutoff ``c`` has a label window ``(c, c + horizon]``, so a
 training cutoff must end its window on or before the first validation cutoff, and a
 validation cutoff on or before the test cutoff. No customer's future leaks into an
 earlier fold.
+
+``plan_cutoffs`` adapts the cutoffs to the history: month starts when they give a purged
+train / validation / test split, else Mondays, else a split without training cutoffs, where
+only the candidates that learn nothing from labels (the buy-till-you-die probabilities, the
+recency rule) can be champion (``models.candidates``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin
 
-from models.serving import prepare_features
-
-if TYPE_CHECKING:
-    from models.calibrate import RiskCalibrator
+from models.serving import BoosterScorer, prepare_features
 
 
 @dataclass(frozen=True)
 class CutoffSplit:
+    """Training, validation and test cutoffs. ``train`` is empty when the history cannot give a
+    purged split (only candidates that learn nothing from labels are fitted); ``valid`` may be
+    empty too; ``test`` is None when no cutoff is labelled at all."""
     train: list[pd.Timestamp]
     valid: list[pd.Timestamp]
-    test: pd.Timestamp
+    test: pd.Timestamp | None
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.train) and bool(self.valid) and self.test is not None
+
+    def as_strings(self) -> dict[str, list[str]]:
+        return {"train": [str(c.date()) for c in self.train], "valid": [str(c.date()) for c in self.valid],
+                "test": [str(self.test.date())] if self.test is not None else []}
 
 
 def split_cutoffs(cutoffs: list[pd.Timestamp], *, horizon_days: int, valid_cutoffs: int = 2) -> CutoffSplit:
     """Test = the latest cutoff; validation = the ``valid_cutoffs`` latest cutoffs whose label
     window closes by the test cutoff; training = every cutoff whose window closes by the first
     validation cutoff. Raises ValueError when the history is too short for all three."""
+    split = partial_split(cutoffs, horizon_days=horizon_days, valid_cutoffs=valid_cutoffs)
+    if not split.complete:
+        given = [str(c.date()) for c in sorted(pd.to_datetime(cutoffs))]
+        if split.test is None:
+            raise ValueError("no labelled cutoffs: the data is shorter than the label horizon")
+        raise ValueError(
+            f"need at least {valid_cutoffs + 1} cutoffs spaced by the {horizon_days}-day horizon before the "
+            f"test cutoff {split.test.date()}; the data has labelled cutoffs {given}. "
+            "Provide a longer history or a shorter --horizon-days.")
+    return split
+
+
+def partial_split(cutoffs: list[pd.Timestamp], *, horizon_days: int, valid_cutoffs: int = 2) -> CutoffSplit:
+    """The purged split as far as the cutoffs allow it (``train`` and ``valid`` possibly empty)."""
     cutoffs = sorted(pd.to_datetime(cutoffs))
     horizon = pd.Timedelta(days=horizon_days)
     if not cutoffs:
-        raise ValueError("no labelled cutoffs: the data is shorter than the label horizon")
+        return CutoffSplit(train=[], valid=[], test=None)
     test = cutoffs[-1]
     valid = [c for c in cutoffs if c + horizon <= test][-valid_cutoffs:]
     train = [c for c in cutoffs if valid and c + horizon <= valid[0]]
-    if not valid or not train:
-        raise ValueError(
-            f"need at least {valid_cutoffs + 1} cutoffs spaced by the {horizon_days}-day horizon before the "
-            f"test cutoff {test.date()}; the data has labelled cutoffs {[str(c.date()) for c in cutoffs]}. "
-            "Provide a longer history or a shorter --horizon-days.")
     return CutoffSplit(train=train, valid=valid, test=test)
 
 
-class ChurnClassifier:
+@dataclass
+class CutoffPlan:
+    """Which cutoffs to label and how to split them, and what was decided on the way."""
+    cutoffs: list[pd.Timestamp]
+    frequency: str
+    split: CutoffSplit
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def baseline_only(self) -> bool:
+        """No purged training split: the champion is a candidate that learns nothing from labels."""
+        return not self.split.complete
+
+
+FREQUENCY_NAMES = {"MS": "month starts", "W-MON": "Mondays", "W": "weeks", "QS": "quarter starts", "D": "days"}
+
+
+def plan_cutoffs(tables: dict, horizon_days: int, *, frequency: str = "MS", max_cutoffs: int | None = None,
+                 valid_cutoffs: int = 2) -> CutoffPlan:
+    """Labelled cutoffs at ``frequency``; when they cannot give a purged train / validation / test
+    split, the next finer frequency (``features.labels.finer_frequency``: month starts ->
+    Mondays), with one validation cutoff if two leave no training cutoff; when even that fails,
+    the finest cutoffs with no training cutoffs (a baseline champion). Every fallback is said
+    in ``notes``."""
+    from features.labels import finer_frequency, labelled_cutoffs
+
+    notes: list[str] = []
+    tried: list[tuple[str, list[pd.Timestamp]]] = []
+    freq: str | None = frequency
+    while freq is not None:
+        cutoffs = labelled_cutoffs(tables, horizon_days, freq=freq, max_cutoffs=max_cutoffs)
+        tried.append((freq, cutoffs))
+        for n_valid in dict.fromkeys((valid_cutoffs, 1)):
+            split = partial_split(cutoffs, horizon_days=horizon_days, valid_cutoffs=n_valid)
+            if split.complete:
+                if freq != frequency:
+                    notes.append(f"cutoffs at {_name(freq)} instead of {_name(frequency)}: {_name(frequency)} gave "
+                                 f"{len(tried[0][1])} labelled cutoff(s), too few for a purged train / validation / "
+                                 f"test split with a {horizon_days}-day horizon")
+                if n_valid != valid_cutoffs:
+                    notes.append(f"{n_valid} validation cutoff instead of {valid_cutoffs}: the history leaves no "
+                                 f"training cutoff {horizon_days} days before the earlier one")
+                return CutoffPlan(cutoffs=cutoffs, frequency=freq, split=split, notes=notes)
+        freq = finer_frequency(freq)
+    freq, cutoffs = max(tried, key=lambda t: len(t[1]))
+    split = baseline_split(cutoffs, horizon_days)
+    counts = ", ".join(f"{len(c)} at {_name(f)}" for f, c in tried)
+    notes.append(f"no purged train / validation / test split: the history gives {counts} labelled cutoff(s) for a "
+                 f"{horizon_days}-day horizon (a split needs about three horizons of labelled history). "
+                 + BASELINE_CHAMPION)
+    return CutoffPlan(cutoffs=cutoffs, frequency=freq, split=split, notes=notes)
+
+
+BASELINE_CHAMPION = ("The champion is the best of the candidates that learn nothing from labels (buy-till-you-die "
+                     "probabilities, the recency rule), chosen on every cutoff whose label window closes by the test "
+                     "cutoff and calibrated on the latest of them; a longer history or a shorter --horizon-days gives "
+                     "a trained model")
+
+
+def baseline_split(cutoffs: list[pd.Timestamp], horizon_days: int) -> CutoffSplit:
+    """No training cutoff: test = the latest cutoff; validation = every cutoff whose label window
+    closes by it (none of the remaining candidates learns from labels, so all of them are fair
+    ground for choosing)."""
+    cutoffs = sorted(pd.to_datetime(cutoffs))
+    if not cutoffs:
+        return CutoffSplit(train=[], valid=[], test=None)
+    test = cutoffs[-1]
+    return CutoffSplit(train=[], valid=[c for c in cutoffs if c + pd.Timedelta(days=horizon_days) <= test], test=test)
+
+
+MIN_TRAIN_ROWS = 200
+MIN_TRAIN_EACH = 20
+
+
+def adapt_split(frame: pd.DataFrame, plan: CutoffPlan, horizon_days: int, *, min_rows: int = MIN_TRAIN_ROWS,
+                min_each: int = MIN_TRAIN_EACH) -> CutoffPlan:
+    """A planned split whose training cutoffs hold fewer than ``min_rows`` labelled rows, or fewer
+    than ``min_each`` of either label, has nothing to learn from: it becomes the baseline split
+    (``baseline_split``), said in the notes."""
+    if not plan.split.complete:
+        return plan
+    labels = frame.loc[frame["cutoff"].isin(plan.split.train), "label"]
+    each = int(min(labels.sum(), len(labels) - labels.sum())) if len(labels) else 0
+    if len(labels) >= min_rows and each >= min_each:
+        return plan
+    note = (f"the training cutoffs hold {len(labels):,} labelled rows ({each:,} of the rarer label), too few to learn "
+            f"from (at least {min_rows:,} and {min_each:,} of each). " + BASELINE_CHAMPION)
+    kept = [n for n in plan.notes if "validation cutoff instead of" not in n]
+    return CutoffPlan(cutoffs=plan.cutoffs, frequency=plan.frequency,
+                      split=baseline_split(plan.cutoffs, horizon_days), notes=[*kept, note])
+
+
+def training_data(tables: dict, *, horizon_days: int, frequency: str = "MS", max_cutoffs: int | None = None,
+                  valid_cutoffs: int = 2, config=None) -> tuple[pd.DataFrame, CutoffPlan]:
+    """The labelled feature table at the planned cutoffs (``plan_cutoffs``, then ``adapt_split``:
+    too few training rows to learn from make it a baseline split) and the plan. When no
+    cutoff can be labelled (the history is shorter than one horizon), the clients' unlabelled
+    features at the end of the data instead, for a champion that learns nothing from labels."""
+    from features.build import build_features
+    from features.labels import build_training_set, default_as_of
+
+    plan = plan_cutoffs(tables, horizon_days, frequency=frequency, max_cutoffs=max_cutoffs,
+                        valid_cutoffs=valid_cutoffs)
+    frame = build_training_set(tables, plan.cutoffs, horizon_days=horizon_days, config=config)
+    plan = adapt_split(frame, plan, horizon_days)
+    if not len(frame):
+        as_of = default_as_of(tables)
+        frame = build_features(tables, [as_of], config=config)
+        plan.notes.append(f"no cutoff can be labelled with a {horizon_days}-day horizon: the champion is set on the "
+                          f"clients as of {as_of.date()} without any outcome to calibrate or measure it on")
+    return frame, plan
+
+
+def _name(freq: str) -> str:
+    return FREQUENCY_NAMES.get(freq, freq)
+
+
+def size_aware_params(params: dict, n_customers: int) -> dict:
+    """LightGBM's capacity scaled to the data: rows of one customer at several cutoffs are far
+    from independent, so the size is the number of distinct customers in the training
+    cutoffs. Below 2,000 customers: at most 7 leaves, leaves of at least 2% of the rows' customers
+    (min 40), L2 of 10 and a slower learning rate; below 10,000: at most 15 leaves and L2 of 5;
+    above, the configured parameters."""
+    p = dict(params)
+    if n_customers < 2_000:
+        p.update(num_leaves=min(p.get("num_leaves", 31), 7),
+                 min_child_samples=max(p.get("min_child_samples", 50), 40, n_customers // 50),
+                 lambda_l2=max(p.get("lambda_l2", 1.0), 10.0), learning_rate=min(p.get("learning_rate", 0.05), 0.03),
+                 feature_fraction=min(p.get("feature_fraction", 0.9), 0.8))
+    elif n_customers < 10_000:
+        p.update(num_leaves=min(p.get("num_leaves", 31), 15), min_child_samples=max(p.get("min_child_samples", 50), 50),
+                 lambda_l2=max(p.get("lambda_l2", 1.0), 5.0))
+    return p
+
+
+class ChurnClassifier(ClassifierMixin, BaseEstimator):
     """LightGBM binary classifier of 'becomes a former client within the horizon'.
 
-    scikit-learn style: hyper-parameters in ``__init__``, data only through ``fit``,
-    fitted state ends in ``_``. Categorical columns (pandas ``category``) are handled
-    natively; their categories are frozen at fit time so scoring data maps identically.
+    scikit-learn's estimator contract: hyper-parameters in ``__init__``, data only through
+    ``fit(X, y, eval_set=[(X_valid, y_valid)])`` (early stopping on the validation set),
+    fitted state ends in ``_``, ``predict_proba`` returns both classes' probabilities.
+    Categorical columns (pandas ``category``) are handled natively; their categories are frozen
+    at fit time so scoring data maps identically. ``monotone_increasing``: features whose
+    rise may never lower the risk (e.g. ``days_since_last_order``).
     """
 
     def __init__(self, *, learning_rate: float = 0.05, num_leaves: int = 31, min_child_samples: int = 50,
                  feature_fraction: float = 0.9, bagging_fraction: float = 0.9, bagging_freq: int = 1,
                  lambda_l2: float = 1.0, num_boost_round: int = 400, early_stopping_rounds: int = 30,
-                 seed: int = 42):
+                 seed: int = 42, monotone_increasing: tuple[str, ...] = ()):
         self.learning_rate = learning_rate
         self.num_leaves = num_leaves
         self.min_child_samples = min_child_samples
@@ -68,9 +228,10 @@ class ChurnClassifier:
         self.num_boost_round = num_boost_round
         self.early_stopping_rounds = early_stopping_rounds
         self.seed = seed
+        self.monotone_increasing = monotone_increasing
 
     def lgb_params(self) -> dict:
-        return {
+        params = {
             "objective": "binary", "metric": "binary_logloss", "verbosity": -1,
             "learning_rate": self.learning_rate, "num_leaves": self.num_leaves,
             "min_child_samples": self.min_child_samples, "feature_fraction": self.feature_fraction,
@@ -78,34 +239,49 @@ class ChurnClassifier:
             "lambda_l2": self.lambda_l2, "seed": self.seed, "deterministic": True,
             "force_row_wise": True, "num_threads": 2,
         }
+        if self.monotone_increasing and hasattr(self, "feature_names_"):
+            params["monotone_constraints"] = [int(c in self.monotone_increasing) for c in self.feature_names_]
+        return params
 
     def prepare(self, X: pd.DataFrame) -> pd.DataFrame:
         """Select the fitted feature columns and apply the frozen categories."""
         return prepare_features(X, self.feature_names_, self.categories_, errors="raise")
 
-    def fit(self, X: pd.DataFrame, y: pd.Series, X_valid: pd.DataFrame, y_valid: pd.Series) -> "ChurnClassifier":
+    def fit(self, X: pd.DataFrame, y, eval_set: list[tuple[pd.DataFrame, object]] | None = None) -> "ChurnClassifier":
         self.feature_names_ = list(X.columns)
-        self.categories_ = {c: [str(v) for v in X[c].astype("object").dropna().unique()]
+        self.categories_ = {c: sorted({str(v) for v in X[c].astype("object").dropna().unique()})
                             for c in X.columns if isinstance(X[c].dtype, pd.CategoricalDtype) or X[c].dtype == object
                             or pd.api.types.is_string_dtype(X[c].dtype)}
-        for c in self.categories_:
-            self.categories_[c] = sorted(set(self.categories_[c]))
+        self.classes_ = np.array([0, 1])
         train = lgb.Dataset(self.prepare(X), label=np.asarray(y), free_raw_data=False)
-        valid = lgb.Dataset(self.prepare(X_valid), label=np.asarray(y_valid), reference=train)
-        self.booster_ = lgb.train(
-            self.lgb_params(), train, num_boost_round=self.num_boost_round, valid_sets=[valid],
-            callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)])
+        callbacks, valid_sets = [], []
+        if eval_set:
+            X_valid, y_valid = eval_set[0]
+            valid_sets = [lgb.Dataset(self.prepare(X_valid), label=np.asarray(y_valid), reference=train)]
+            callbacks = [lgb.early_stopping(self.early_stopping_rounds, verbose=False)]
+        self.booster_ = lgb.train(self.lgb_params(), train, num_boost_round=self.num_boost_round,
+                                  valid_sets=valid_sets, callbacks=callbacks)
         self.best_iteration_ = self.booster_.best_iteration or self.num_boost_round
         return self
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        """Risk of becoming a former client within the horizon, one value per row."""
-        return self.booster_.predict(self.prepare(X), num_iteration=self.best_iteration_)
+        """(n, 2): probabilities of staying and of becoming a former client within the horizon."""
+        p = self.booster_.predict(self.prepare(X), num_iteration=self.best_iteration_)
+        return np.column_stack([1.0 - p, p])
+
+    def decision_function(self, X: pd.DataFrame) -> np.ndarray:
+        """Log-odds of becoming a former client (the booster's raw score)."""
+        return self.booster_.predict(self.prepare(X), num_iteration=self.best_iteration_, raw_score=True)
 
     def predict_contributions(self, X: pd.DataFrame) -> pd.DataFrame:
         """TreeSHAP log-odds contributions per feature (LightGBM ``pred_contrib``), plus ``bias``."""
         values = self.booster_.predict(self.prepare(X), num_iteration=self.best_iteration_, pred_contrib=True)
         return pd.DataFrame(values, index=X.index, columns=[*self.feature_names_, "bias"])
+
+    def scorer(self) -> BoosterScorer:
+        """The fitted booster as the served model's scorer (``models.serving``)."""
+        return BoosterScorer(self.booster_.model_to_string(), self.feature_names_, self.categories_,
+                             int(self.best_iteration_))
 
 
 def train_model(frame: pd.DataFrame, split: CutoffSplit, feature_cols: list[str], **params) -> ChurnClassifier:
@@ -114,84 +290,10 @@ def train_model(frame: pd.DataFrame, split: CutoffSplit, feature_cols: list[str]
     valid = frame[frame["cutoff"].isin(split.valid)]
     if train["label"].nunique() < 2:
         raise ValueError("the training cutoffs hold only one label value; the model cannot learn from them")
-    return ChurnClassifier(**params).fit(train[feature_cols], train["label"], valid[feature_cols], valid["label"])
+    return ChurnClassifier(**params).fit(train[feature_cols], train["label"],
+                                         eval_set=[(valid[feature_cols], valid["label"])] if len(valid) else None)
 
 
-@dataclass
-class TrainingReport:
-    """A fitted, calibrated model and its holdout evaluation on the test cutoff."""
-    model: ChurnClassifier
-    calibrator: "RiskCalibrator"
-    split: CutoffSplit
-    metrics: dict[str, float]
-    test_scores: pd.DataFrame
-    breakdowns: dict[str, pd.DataFrame]
-
-
-def fit_evaluate(frame: pd.DataFrame, split: CutoffSplit, feature_cols: list[str], params: dict, *,
-                 calibration: str = "isotonic", capacity: int | None = None,
-                 baselines: bool = True, horizon_days: int = 90) -> TrainingReport:
-    """Fit on the training cutoffs, early-stop and calibrate on the validation cutoffs, evaluate
-    the model and the baselines on the test cutoff (the same rows for all)."""
-    from models import baselines as bl
-    from models.calibrate import RiskCalibrator
-    from models.evaluate import classification_metrics, metrics_by
-
-    model = train_model(frame, split, feature_cols, **params)
-    valid = frame[frame["cutoff"].isin(split.valid)]
-    calibrator = RiskCalibrator(calibration).fit(model.predict_proba(valid[feature_cols]), valid["label"])
-    test = frame[frame["cutoff"] == split.test]
-    raw = model.predict_proba(test[feature_cols])
-    scores = test[["customer_id", "cutoff", "label"]].assign(risk=calibrator.transform(raw), raw_risk=raw)
-    metrics = classification_metrics(scores["label"], scores["risk"], prefix="test_", capacity=capacity)
-    metrics |= {k: v for k, v in classification_metrics(scores["label"], raw, prefix="test_raw_").items()
-                if k in ("test_raw_ece", "test_raw_log_loss")}
-    if baselines:
-        train = frame[frame["cutoff"].isin(split.train)]
-        scores["baseline_recency"] = bl.recency_rule(test)
-        scores["baseline_logistic"] = bl.LogisticBaseline().fit(train[feature_cols], train["label"]).predict_proba(test[feature_cols])
-        btyd = bl.btyd_no_order(test)
-        if btyd is not None:
-            scores["baseline_btyd"] = btyd
-        pnbd = bl.pareto_nbd_no_order(test, horizon_days)
-        if pnbd is not None:
-            scores["baseline_pnbd"] = pnbd
-        for name in [c for c in scores.columns if c.startswith("baseline_")]:
-            m = classification_metrics(scores["label"], scores[name], capacity=capacity, probabilities=False)
-            for key in ("roc_auc", "pr_auc", "lift_top10"):
-                if key in m:
-                    metrics[f"{name}_{key}"] = m[key]
-                    metrics[f"lift_over_{name[9:]}_{key}"] = metrics[f"test_{key}"] - m[key]
-    metrics["best_iteration"] = float(model.best_iteration_)
-    metrics["train_rows"] = float(frame["cutoff"].isin(split.train).sum())
-    breakdowns = {}
-    for col in ("lifecycle_stage", "segment"):
-        if col in test.columns:
-            part = scores.assign(**{col: test[col].to_numpy()})
-            breakdowns[col] = metrics_by(part, "risk", col, capacity=None)
-    return TrainingReport(model=model, calibrator=calibrator, split=split, metrics=metrics, test_scores=scores,
-                          breakdowns=breakdowns)
-
-
-def backtest(frame: pd.DataFrame, cutoffs: list[pd.Timestamp], feature_cols: list[str], params: dict, *,
-             horizon_days: int, valid_cutoffs: int, folds: int, calibration: str = "isotonic",
-             tune_trials: int = 0) -> pd.DataFrame:
-    """Rolling-origin backtest: each of the last ``folds`` cutoffs in turn is the test cutoff,
-    with a model trained only on what was labelled before it (and, with ``tune_trials``, its
-    hyper-parameters searched on that fold's validation cutoffs). One row of metrics per fold."""
-    rows = []
-    cutoffs = sorted(pd.to_datetime(cutoffs))
-    for test in cutoffs[-folds:]:
-        try:
-            split = split_cutoffs([c for c in cutoffs if c <= test], horizon_days=horizon_days, valid_cutoffs=valid_cutoffs)
-        except ValueError:
-            continue
-        fold_params = params
-        if tune_trials:
-            from models.tune import tune
-
-            fold_params, _ = tune(frame, split, feature_cols, params, n_trials=tune_trials, seed=params.get("seed", 42))
-        report = fit_evaluate(frame, split, feature_cols, fold_params, calibration=calibration, horizon_days=horizon_days)
-        keep = {k: v for k, v in report.metrics.items() if k.startswith(("test_", "baseline_"))}
-        rows.append({"test_cutoff": test, "train_cutoffs": len(split.train), **keep})
-    return pd.DataFrame(rows)
+def risk_of(estimator, X: pd.DataFrame) -> np.ndarray:
+    """The probability of the positive class (becoming a former client) of any fitted candidate."""
+    return np.asarray(estimator.predict_proba(X))[:, 1]

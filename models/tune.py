@@ -12,7 +12,7 @@ import optuna
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from models.train import CutoffSplit, train_model
+from models.train import CutoffSplit, risk_of, train_model
 
 
 def tune(frame: pd.DataFrame, split: CutoffSplit, feature_cols: list[str], base_params: dict, *,
@@ -32,7 +32,7 @@ def tune(frame: pd.DataFrame, split: CutoffSplit, feature_cols: list[str], base_
                   "lambda_l2": trial.suggest_float("lambda_l2", 1e-3, 10.0, log=True)}
         model = train_model(frame, split, feature_cols, **params)
         trial.set_user_attr("best_iteration", int(model.best_iteration_))
-        return float(roc_auc_score(valid["label"], model.predict_proba(valid[feature_cols])))
+        return float(roc_auc_score(valid["label"], risk_of(model, valid[feature_cols])))
 
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
     study.optimize(objective, n_trials=n_trials)

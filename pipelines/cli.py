@@ -315,7 +315,8 @@ def train(
     tune: Annotated[int, typer.Option("--tune", min=0, help="Optuna trials of hyper-parameter search on the validation cutoffs (0 = off); trials are logged to MLflow.")] = 0,
     home: HomeOpt = Path(".churn"),
 ):
-    """Train on every monthly cutoff whose label horizon is observed; test on the latest; register in MLflow."""
+    """Train every candidate on the monthly cutoffs whose label horizon is observed (weekly when the history is
+    short), choose the champion on the validation cutoffs, test on the latest cutoff, register it in MLflow."""
     settings = _settings(config, **{"labels.horizon_days": horizon_days})
     home = prepare_environment(home)
     _preflight(home)
@@ -336,14 +337,31 @@ def train(
 def _print_training(result) -> None:
     m = result.metrics
     nan = float("nan")
-    console.print(f"test cutoff {result.cutoffs['test'][0]} ({int(m['test_rows']):,} clients, "
-                  f"{m['test_base_rate']:.1%} left): ROC-AUC {m.get('test_roc_auc', nan):.3f}, "
-                  f"PR-AUC {m.get('test_pr_auc', nan):.3f}, calibration error {m.get('test_ece', nan):.3f}", highlight=False)
-    for name, label in (("pnbd", "Pareto/NBD P(no order)"), ("btyd", "BG/NBD P(no order)"),
-                        ("logistic", "logistic regression"), ("recency", "recency rule")):
-        if f"baseline_{name}_roc_auc" in m:
-            console.print(f"  baseline {label}: ROC-AUC {m[f'baseline_{name}_roc_auc']:.3f}, "
-                          f"PR-AUC {m[f'baseline_{name}_pr_auc']:.3f}", highlight=False)
+    for note in result.notes:
+        err.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+    if result.horizon is not None:
+        console.print(result.horizon.summary(), highlight=False)
+        _warn(result.horizon.warnings)
+    if "test_rows" in m:
+        console.print(f"test cutoff {result.cutoffs['test'][0]} ({int(m['test_rows']):,} clients, "
+                      f"{m['test_base_rate']:.1%} left): ROC-AUC {m.get('test_roc_auc', nan):.3f}, "
+                      f"PR-AUC {m.get('test_pr_auc', nan):.3f}, calibration error {m.get('test_ece', nan):.3f}, "
+                      f"mean risk {m.get('test_mean_risk', nan):.1%}", highlight=False)
+    else:
+        console.print("no labelled test cutoff: nothing to measure the champion on", highlight=False)
+    if result.candidates is not None and len(result.candidates):
+        console.print("candidates (validation chooses, test measures):", highlight=False)
+        for r in result.candidates.to_dict("records"):
+            cells = "  ".join(f"{k.replace('_roc_auc', ' ROC-AUC').replace('_pr_auc', ' PR-AUC')} {r[k]:.3f}"
+                              for k in ("valid_roc_auc", "valid_pr_auc", "test_roc_auc", "test_pr_auc")
+                              if isinstance(r.get(k), float) and r[k] == r[k])
+            mark = "*" if r.get("champion") else " "
+            status = "" if r.get("status") == "ok" else f"  ({r.get('status')})"
+            console.print(f" {mark} {r['candidate']:<18} {cells}{status}", highlight=False)
+    console.print(f"champion: {result.choice}", highlight=False)
+    if "champion_margin_roc_auc" in m:
+        console.print(f"champion minus the best baseline on the test cutoff: ROC-AUC {m['champion_margin_roc_auc']:+.4f}, "
+                      f"PR-AUC {m.get('champion_margin_pr_auc', nan):+.4f}", highlight=False)
     if result.backtest is not None and len(result.backtest):
         folds = ", ".join(f"{r.test_cutoff.date()}: {r.test_roc_auc:.3f}" for r in result.backtest.itertuples())
         console.print(f"  backtest ROC-AUC by test cutoff: {folds}", highlight=False)

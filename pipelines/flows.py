@@ -17,7 +17,7 @@ from features import build, labels
 from features.catalogue import catalogue_frame, feature_group
 from features.config import FeatureConfig
 from features.inputs import ValidatedData, describe_source, format_summary, gate_warnings, validate_source
-from models import evaluate, monitor, registry, report, score, train
+from models import candidates, evaluate, monitor, registry, report, score, train
 from models.card import markdown_table, model_card
 from pipelines.settings import Settings
 
@@ -35,6 +35,12 @@ class TrainResult:
     gate_reason: str = ""
     model_card: str = ""
     backtest: pd.DataFrame | None = None
+    champion: str = "lightgbm"
+    choice: str = ""
+    candidates: pd.DataFrame | None = None
+    notes: list[str] = field(default_factory=list)
+    horizon: evaluate.HorizonCheck | None = None
+    frequency: str = "MS"
 
 
 @dataclass
@@ -69,9 +75,12 @@ def features_task(tables: dict, cutoffs: list[pd.Timestamp], config: FeatureConf
 
 @task(cache_policy=NO_CACHE)
 def fit_evaluate_task(frame: pd.DataFrame, split: train.CutoffSplit, feature_cols: list[str],
-                      settings: Settings, params: dict) -> train.TrainingReport:
-    return train.fit_evaluate(frame, split, feature_cols, params, calibration=settings.train.calibration,
-                              capacity=settings.train.capacity, horizon_days=settings.labels.horizon_days)
+                      settings: Settings, params: dict, contractual: bool, tuned: bool) -> candidates.TrainingReport:
+    """Every candidate fitted, the champion chosen on the validation cutoffs, all measured on the test cutoff."""
+    return candidates.fit_evaluate(frame, split, feature_cols, params, calibration=settings.train.calibration,
+                                   capacity=settings.train.capacity, horizon_days=settings.labels.horizon_days,
+                                   contractual=contractual, gate_metric=settings.registry.gate_metric,
+                                   size_aware=not tuned)
 
 
 @task(cache_policy=NO_CACHE)
@@ -90,10 +99,11 @@ def tune_task(frame: pd.DataFrame, split: train.CutoffSplit, feature_cols: list[
 
 @task(cache_policy=NO_CACHE)
 def backtest_task(frame: pd.DataFrame, cutoffs: list[pd.Timestamp], feature_cols: list[str],
-                  settings: Settings) -> pd.DataFrame:
-    return train.backtest(frame, cutoffs, feature_cols, settings.train.model_params(),
-                          horizon_days=settings.labels.horizon_days, valid_cutoffs=settings.train.valid_cutoffs,
-                          folds=settings.train.backtest_folds, calibration=settings.train.calibration)
+                  settings: Settings, contractual: bool) -> pd.DataFrame:
+    return candidates.backtest(frame, cutoffs, feature_cols, settings.train.model_params(),
+                               horizon_days=settings.labels.horizon_days, valid_cutoffs=settings.train.valid_cutoffs,
+                               folds=settings.train.backtest_folds, calibration=settings.train.calibration,
+                               contractual=contractual)
 
 
 def data_fingerprint(validated: ValidatedData) -> dict:
@@ -112,80 +122,96 @@ def validate_flow(data_dir: Path | None, settings: Settings, out_dir: Path) -> V
 
 
 @task(cache_policy=NO_CACHE)
-def training_set_task(tables: dict, settings: Settings) -> tuple[pd.DataFrame, list[pd.Timestamp]]:
-    """Labelled cutoffs -> observation table -> features joined to it."""
-    horizon = settings.labels.horizon_days
-    cutoffs = labels.labelled_cutoffs(tables, horizon, freq=settings.cutoffs.frequency,
-                                      max_cutoffs=settings.cutoffs.max_cutoffs)
-    frame = labels.build_training_set(tables, cutoffs, horizon_days=horizon, config=settings.feature_config())
-    return frame, cutoffs
+def training_set_task(tables: dict, settings: Settings) -> tuple[pd.DataFrame, train.CutoffPlan]:
+    """Cutoffs adapted to the history -> observation table -> features joined to it."""
+    return train.training_data(tables, horizon_days=settings.labels.horizon_days, frequency=settings.cutoffs.frequency,
+                               max_cutoffs=settings.cutoffs.max_cutoffs, valid_cutoffs=settings.train.valid_cutoffs,
+                               config=settings.feature_config())
 
 
 @flow(name="train")
 def train_flow(data_dir: Path | None, settings: Settings, home: Path, tune_trials: int = 0) -> TrainResult:
-    """validate -> labelled cutoffs -> labels -> features -> purged time split -> LightGBM ->
-    calibration -> holdout metrics and baselines on the latest labelled cutoff -> backtest ->
-    MLflow run + registered model (challenger; champion if it passes the gate)."""
+    """validate -> cutoffs adapted to the history -> labels -> features -> purged time split ->
+    every candidate (LightGBM, logistic regression, buy-till-you-die, recency, their stack) ->
+    champion chosen on the validation cutoffs, calibrated there -> holdout metrics of every
+    candidate on the latest labelled cutoff -> backtest -> MLflow run + registered champion
+    (challenger; champion alias if it passes the gate)."""
     logger = get_run_logger()
     home = Path(home)
     validated = validate_task(data_dir, settings, home / "validation")
     tables = validated.sources  # a Parquet file clean as it is is read by the engine itself
-    frame, cutoffs = training_set_task(tables, settings)
-    split = train.split_cutoffs(cutoffs, horizon_days=settings.labels.horizon_days,
-                                valid_cutoffs=settings.train.valid_cutoffs)
+    frame, plan = training_set_task(tables, settings)
+    split = plan.split
+    for note in plan.notes:
+        logger.warning(note)
     skipped = build.skipped_groups(tables)
     for group, why in skipped.items():
         logger.warning("feature group %r skipped: %s", group, why)
+    contractual = build.is_contractual(tables)
     feature_cols = build.feature_columns(frame)
+    horizon = evaluate.horizon_check(frame, settings.labels.horizon_days, test_cutoff=split.test)
+    logger.info(horizon.summary())
+    for warning in horizon.warnings:
+        logger.warning(warning)
     params = settings.train.model_params()
-    if tune_trials:
+    if tune_trials and split.complete:
         params = tune_task(frame, split, feature_cols, settings, tune_trials, home)
-    report = fit_evaluate_task(frame, split, feature_cols, settings, params)
+    report = fit_evaluate_task(frame, split, feature_cols, settings, params, contractual, bool(tune_trials and split.complete))
     metrics = report.metrics
-    backtest = backtest_task(frame, cutoffs, feature_cols, settings) if settings.train.backtest_folds else None
-    cutoffs_used = {"train": [str(c.date()) for c in split.train], "valid": [str(c.date()) for c in split.valid],
-                    "test": [str(split.test.date())]}
-    logger.info("test cutoff %s: ROC-AUC %.3f, PR-AUC %.3f, ECE %.3f (BG/NBD %.3f, recency rule %.3f)",
-                split.test.date(), metrics.get("test_roc_auc", float("nan")), metrics.get("test_pr_auc", float("nan")),
-                metrics.get("test_ece", float("nan")), metrics.get("baseline_btyd_roc_auc", float("nan")),
-                metrics.get("baseline_recency_roc_auc", float("nan")))
+    backtest = (backtest_task(frame, plan.cutoffs, feature_cols, settings, contractual)
+                if settings.train.backtest_folds and split.complete else None)
+    cutoffs_used = split.as_strings()
+    logger.info("champion %s: %s", report.champion, report.choice)
+    for note in report.notes:
+        logger.warning(note)
+    logger.info("test cutoff %s: ROC-AUC %.3f, PR-AUC %.3f, ECE %.3f (best baseline %.3f)", cutoffs_used["test"] or "none",
+                metrics.get("test_roc_auc", float("nan")), metrics.get("test_pr_auc", float("nan")),
+                metrics.get("test_ece", float("nan")), metrics.get("best_baseline_test_roc_auc", float("nan")))
 
-    test = frame[frame["cutoff"] == split.test]
+    test = frame[frame["cutoff"] == split.test] if split.test is not None else frame
     fingerprint = data_fingerprint(validated)
-    plots_dir = home / "plots" / split.test.strftime("%Y-%m-%d")
-    plots = evaluate.save_plots(report.test_scores["label"], report.test_scores["risk"], plots_dir,
-                                baselines={k[9:]: report.test_scores[k].to_numpy() for k in report.test_scores
-                                           if k in ("baseline_logistic", "baseline_btyd", "baseline_pnbd")})
-    sample = test.sample(min(len(test), 2000), random_state=0)
-    plots |= evaluate.save_shap_plots(report.model.predict_contributions(sample[feature_cols]), sample[feature_cols],
-                                      {c: feature_group(c) for c in feature_cols}, plots_dir)
+    plots_dir = home / "plots" / (split.test.strftime("%Y-%m-%d") if split.test is not None else "unlabelled")
+    plots = {}
+    if len(report.test_scores):
+        plots = evaluate.save_plots(report.test_scores["label"], report.test_scores["risk"], plots_dir,
+                                    champion=report.champion,
+                                    baselines={k[9:]: report.test_scores[k].to_numpy() for k in report.test_scores
+                                               if k in ("baseline_logistic", "baseline_btyd", "baseline_pnbd")})
+    plots |= evaluate.save_explanation_plots(report.model, test, plots_dir)
+    frequency = train.FREQUENCY_NAMES.get(plan.frequency, plan.frequency)
     card = model_card(model_name=settings.registry.model_name, horizon_days=settings.labels.horizon_days,
                       cutoffs=cutoffs_used, metrics=metrics, breakdowns=report.breakdowns, backtest=backtest,
-                      fingerprint=fingerprint, skipped_groups=skipped, contractual=build.is_contractual(tables))
-    artifacts = {"model_card.md": card, "feature_catalogue.csv": catalogue_frame(),
+                      fingerprint=fingerprint, skipped_groups=skipped, contractual=contractual,
+                      champion=report.champion_label, choice=report.choice, candidates=report.candidates,
+                      notes=[*plan.notes, *report.notes], horizon=horizon, frequency=frequency)
+    artifacts = {"model_card.md": card, "feature_catalogue.csv": catalogue_frame(), "candidates.csv": report.candidates,
                  "data_fingerprint.json": json.dumps(fingerprint, indent=2), "cutoffs.json": json.dumps(cutoffs_used, indent=2),
                  "validation_summary.csv": validated.summary, **{f"{k}.png": v for k, v in plots.items()},
                  **{f"metrics_by_{k}.csv": v for k, v in report.breakdowns.items()}}
     if backtest is not None:
         artifacts["backtest.csv"] = backtest
-    artifacts[registry.REFERENCE_ARTIFACT] = monitor.to_json(
-        monitor.reference_profile(test[feature_cols], report.test_scores["risk"].to_numpy()))
+    artifacts[registry.REFERENCE_ARTIFACT] = monitor.to_json(monitor.reference_profile(
+        test[feature_cols], report.test_scores["risk"].to_numpy() if len(report.test_scores) == len(test) else None))
     tracking_uri = registry.configure_tracking(home)
     logged = registry.log_training_run(
         report, experiment=settings.registry.experiment, model_name=settings.registry.model_name, home=home,
         params={**params, "tune_trials": tune_trials, "horizon_days": settings.labels.horizon_days,
                 "active_window_days": settings.features.active_window_days, "features": len(feature_cols),
-                "calibration": settings.train.calibration},
+                "calibration": settings.train.calibration, "champion": report.champion,
+                "cutoff_frequency": plan.frequency},
         config=settings.model_dump(),
-        tags={"test_cutoff": str(split.test.date()), "data_dir": describe_source(settings.source, data_dir)},
-        test_inputs=test[["customer_id", *feature_cols]], artifacts=artifacts, top_k=settings.score.top_reasons,
+        tags={"test_cutoff": (cutoffs_used["test"] or [""])[0], "data_dir": describe_source(settings.source, data_dir),
+              "champion": report.champion, "champion_choice": report.choice[:5000]},
+        test_inputs=test.drop(columns=["label"], errors="ignore"), artifacts=artifacts, top_k=settings.score.top_reasons,
         gate_metric=settings.registry.gate_metric, gate_margin=settings.registry.gate_margin,
         require_approval=settings.registry.require_approval)
     logger.info("model version %s: %s", logged.version, logged.gate.reason)
     return TrainResult(run_id=logged.run_id, model_uri=logged.model_uri, version=logged.version,
                        tracking_uri=tracking_uri, metrics=metrics, cutoffs=cutoffs_used, skipped_groups=skipped,
                        promoted=logged.gate.promoted, gate_reason=logged.gate.reason, model_card=card,
-                       backtest=backtest)
+                       backtest=backtest, champion=report.champion, choice=report.choice,
+                       candidates=report.candidates, notes=[*plan.notes, *report.notes], horizon=horizon,
+                       frequency=plan.frequency)
 
 
 @flow(name="score")

@@ -10,7 +10,8 @@ from features.labels import build_labels, labelled_cutoffs
 from features.simulate import simulate
 from models.evaluate import classification_metrics
 from models.explain import explain
-from models.train import fit_evaluate, split_cutoffs
+from models.candidates import fit_evaluate
+from models.train import split_cutoffs
 
 PARAMS = {"num_boost_round": 300, "seed": 7}
 
@@ -50,10 +51,12 @@ def test_model_reaches_the_oracle_and_is_calibrated(sim, report):
 
 def test_same_data_config_and_seed_give_the_same_scores(training, report):
     frame, split = training
-    a = report
+    a = fit_evaluate(frame, split, feature_columns(frame), PARAMS, baselines=False)
     b = fit_evaluate(frame, split, feature_columns(frame), PARAMS, baselines=False)
     np.testing.assert_array_equal(a.test_scores["risk"], b.test_scores["risk"])
     assert a.model.booster_.model_to_string() == b.model.booster_.model_to_string()
+    # LightGBM among the other candidates is the same model as LightGBM alone
+    np.testing.assert_array_equal(report.test_scores["score_lightgbm"], a.test_scores["raw_risk"])
 
 
 def test_native_treeshap_equals_the_shap_package(training):
@@ -76,7 +79,7 @@ def test_reasons_find_the_true_dominant_driver(sim, training, report):
     frame, split = training
     cols = feature_columns(frame)
     test = frame[frame["cutoff"] == split.test]
-    reasons = explain(report.model, test[cols]).assign(customer_id=test["customer_id"].to_numpy(), cutoff=split.test)
+    reasons = explain(report.model, test).assign(customer_id=test["customer_id"].to_numpy(), cutoff=split.test)
     truth = sim["truth"][sim["truth"]["as_of"] == split.test].set_index("customer_id")
     groups = [c for c in truth.columns if c.startswith("contrib_")]
     contrib = truth[groups].clip(lower=0)

@@ -7,7 +7,8 @@ import pytest
 
 from models import registry
 from models.explain import explain
-from models.train import fit_evaluate, split_cutoffs
+from models.candidates import fit_evaluate
+from models.train import split_cutoffs
 
 CUTOFFS = list(pd.date_range("2024-01-01", "2024-12-01", freq="MS"))
 

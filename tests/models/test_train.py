@@ -40,14 +40,14 @@ def synthetic(n, seed):
 def test_classifier_learns_direction_and_is_reproducible():
     X, y, true_p = synthetic(4000, 0)
     Xv, yv, _ = synthetic(1000, 1)
-    m1 = ChurnClassifier(num_boost_round=100, seed=3).fit(X, y, Xv, yv)
-    m2 = ChurnClassifier(num_boost_round=100, seed=3).fit(X, y, Xv, yv)
+    m1 = ChurnClassifier(num_boost_round=100, seed=3).fit(X, y, eval_set=[(Xv, yv)])
+    m2 = ChurnClassifier(num_boost_round=100, seed=3).fit(X, y, eval_set=[(Xv, yv)])
     Xt, yt, pt = synthetic(2000, 2)
-    p = m1.predict_proba(Xt)
-    np.testing.assert_array_equal(p, m2.predict_proba(Xt))
+    p = m1.predict_proba(Xt)[:, 1]
+    np.testing.assert_array_equal(p, m2.predict_proba(Xt)[:, 1])
     assert np.corrcoef(p, pt)[0, 1] > 0.8
     recent, lapsed = Xt.assign(days_since_last_order=5.0), Xt.assign(days_since_last_order=200.0)
-    assert (m1.predict_proba(lapsed) >= m1.predict_proba(recent)).mean() > 0.95
+    assert (m1.predict_proba(lapsed)[:, 1] >= m1.predict_proba(recent)[:, 1]).mean() > 0.95
     # unseen category at scoring time is treated as missing, not an error
     assert np.isfinite(m1.predict_proba(Xt.assign(segment=pd.Categorical(["enterprise"] * len(Xt))))).all()
     contrib = m1.predict_contributions(Xt)

@@ -26,7 +26,7 @@ def test_tuning_returns_the_best_trial_and_logs_every_trial(tmp_path):
 
 
 def test_backtest_reports_one_row_per_fold_with_tuning():
-    from models.train import backtest
+    from models.candidates import backtest
 
     frame = synthetic_frame(n_per_cutoff=200)
     cols = ["days_since_last_order", "nps_last_score", "noise", "segment"]

@@ -81,3 +81,25 @@ def test_cli_features_with_labels_writes_a_training_set(data_dir, tmp_path):
     table = pd.read_csv(out, parse_dates=["cutoff"])
     assert sorted(table["cutoff"].unique()) == [pd.Timestamp("2025-03-01"), pd.Timestamp("2025-04-01")]
     assert set(table["label"]) == {0, 1} and list(table.columns[:3]) == ["customer_id", "cutoff", "label"]
+
+
+def test_a_very_short_history_still_trains_registers_and_lists(prefect_harness, e2e_settings, tmp_path):
+    """Five months of a small non-contractual business with a 45-day horizon: month starts give
+    no purged split, Mondays do not leave enough to train on, so the champion is a baseline that
+    learns nothing from labels; it is registered and the at-risk list is written."""
+    from features.simulate import simulate, write_dataset
+    from pipelines.flows import score_flow, train_flow
+
+    data = tmp_path / "data"
+    write_dataset(simulate(400, seed=4, contractual=False, history_years=5 / 12), data)
+    settings = e2e_settings.with_overrides(**{"labels.horizon_days": 45, "registry.model_name": "short",
+                                              "registry.experiment": "short"})
+    result = train_flow(data, settings, tmp_path / "home")
+    assert any("Mondays instead of month starts" in n for n in result.notes)
+    assert result.champion in ("btyd", "pnbd") and result.promoted
+    assert result.candidates.set_index("candidate").loc["lightgbm", "status"].startswith("skipped")
+    assert "## Candidates" in result.model_card and "Mondays" in result.model_card
+    scored = score_flow(data, tmp_path / "out", settings, tmp_path / "home")
+    at_risk = pd.read_parquet(scored.parquet)
+    assert scored.rows == len(at_risk) > 0 and at_risk["risk"].between(0, 1).all()
+    assert at_risk["reason_group_1"].dropna().eq("purchases").all() and at_risk["reason_1"].notna().any()
