@@ -36,8 +36,6 @@ Numerical robustness (both models):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
-
 import numpy as np
 from scipy.linalg import eigh_tridiagonal
 from scipy.optimize import minimize
@@ -147,11 +145,24 @@ def _minimize(objective, start: np.ndarray, bounds, *, jac: bool, model: str) ->
     return result.x
 
 
-@lru_cache(maxsize=4096)
+_RULES: dict[tuple[float, int], tuple[np.ndarray, np.ndarray]] = {}
+
+
 def _gamma_rule(shape: float, nodes: int) -> tuple[np.ndarray, np.ndarray]:
     """Nodes and log-weights (summing to one) of the ``nodes``-point rule for E[f(U)], U ~
     Gamma(shape, 1): generalised Gauss-Laguerre by Golub-Welsch, the weights being the squared
-    first components of the eigenvectors, so they neither overflow (large shapes) nor vanish."""
+    first components of the eigenvectors, so they neither overflow (large shapes) nor vanish.
+    Remembered in a plain dict, not ``functools.lru_cache``: the served Pareto/NBD model pickles
+    this module by value, and an lru_cache wrapper pickles by reference to this repository."""
+    key = (float(shape), int(nodes))
+    if key not in _RULES:
+        if len(_RULES) >= 4096:
+            _RULES.clear()
+        _RULES[key] = _gamma_rule_uncached(*key)
+    return _RULES[key]
+
+
+def _gamma_rule_uncached(shape: float, nodes: int) -> tuple[np.ndarray, np.ndarray]:
     k = np.arange(1, nodes)
     u, vectors = eigh_tridiagonal(2.0 * np.arange(nodes) + shape, np.sqrt(k * (k + shape - 1.0)))
     with np.errstate(divide="ignore"):
