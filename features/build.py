@@ -35,6 +35,8 @@ import pyarrow as pa
 from features import btyd
 from features.catalogue import BY_NAME
 from features.config import FeatureConfig
+from features.groups import BY_GROUP
+from features.groups import skipped_groups as declared_skips
 from features.history import (DAY, NEVER, PAST, Events, History, Source, first_in_run, gaps, last_in_run, micros,
                               parquet_sql, safe_name, segment_max)
 
@@ -472,19 +474,12 @@ def _channels(h: History, config: FeatureConfig) -> list[str]:
 # -- public API ----------------------------------------------------------------------------
 
 def skipped_groups(tables: Mapping[str, Source]) -> dict[str, str]:
-    """Feature groups the data cannot support, with the reason (for the run's log)."""
-    skipped = {}
-    if "interactions" not in tables:
-        skipped["attention"] = "no interactions table: no touches, silence or channel activity"
-    if "nps" not in tables:
-        skipped["nps"] = "no nps table"
-    if "complaints" not in tables:
-        skipped["complaints"] = "no complaints table"
-    if not any(t in tables for t in ("interactions", "nps", "complaints")):
-        skipped["bank"] = "only orders: the emotional bank account would be a decayed order count"
+    """Feature groups the data cannot support, with the reason (for the run's log); the
+    tables each group needs are declared in ``features.groups``."""
+    skipped = {k: v for k, v in declared_skips(tables).items() if k != "attributes"}
     customers = tables.get("customers")
     if customers is None or not (set(_columns(customers)) - {"customer_id", "created_at"}):
-        skipped["attributes"] = "no customer attributes (segment, acquisition_channel, region ...)"
+        skipped["attributes"] = BY_GROUP["attributes"].skipped
     return skipped
 
 

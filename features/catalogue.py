@@ -13,7 +13,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-GROUPS = ("purchases", "attention", "nps", "complaints", "bank", "lifecycle", "attributes")
+from features.groups import GROUP_NAMES
+
+GROUPS = GROUP_NAMES  # declared with their tables, reasons and actions in features.groups
 
 
 @dataclass(frozen=True)
