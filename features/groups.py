@@ -55,6 +55,9 @@ class FeatureGroup:
     clue: str | None = None
     any_table: bool = False  # the group needs any one of ``tables`` (default: all of them)
     profile: dict[str, str] = field(default_factory=dict)  # context groups: column -> label
+    # a summary group (computed from other groups' events) is named as the first group here whose
+    # condition holds for the client (None: not a reason for that client); none holds: itself
+    stands_for: tuple[tuple[str | None, str | None], ...] = ()
 
 
 ACTIONS: tuple[Action, ...] = (
@@ -154,7 +157,15 @@ GROUPS: tuple[FeatureGroup, ...] = (
             Reason(None, "Few recent deposits in the relationship"),
         ),
         actions=("service_recovery", "nps_follow_up", "check_in"), any_table=True,
-        clue="bank_balance <= -0.05"),
+        clue="bank_balance <= -0.05",
+        # the balance is deposits (orders, touches from us, resolved complaints, promoter answers) minus
+        # withdrawals (complaints, detractor answers): named by what moved it
+        stands_for=(("complaints", "bank_balance < 0 and (complaints_open >= 1 or complaints_90d >= 1)"),
+                    ("nps", "bank_balance < 0 and nps_last_score <= 6 and days_since_last_nps <= 180"),
+                    ("attention", "outbound_90d <= 1"),
+                    ("purchases", "orders_90d == 0"),
+                    ("complaints", "complaints_open >= 1 or complaints_90d >= 1"),
+                    ("nps", "nps_last_score <= 6 and days_since_last_nps <= 180"))),
     FeatureGroup(
         "lifecycle", "Lifecycle stage", ("orders",), "",
         reasons=(
@@ -163,7 +174,10 @@ GROUPS: tuple[FeatureGroup, ...] = (
             Reason("orders_total <= 1", "Still a one-time buyer {tenure_days:ndays} after the first order"),
             Reason(None, "A {lifecycle_stage} in the {coleman_phase} phase of the relationship"),
         ),
-        actions=("onboarding", "loyalty", "check_in")),
+        actions=("onboarding", "loyalty", "check_in"),
+        # a stage is where the client is (shown in lifecycle_stage), a reason only in the first 100 days;
+        # a buyer who never came back is a buying pattern
+        stands_for=(("lifecycle", "tenure_days < 100"), ("purchases", "orders_total <= 1"), (None, None))),
     FeatureGroup(
         "attributes", "Profile", ("customers",), "no customer attributes (segment, acquisition_channel, region ...)",
         context=True,

@@ -198,11 +198,34 @@ def reason_sentence(group: str | None, row, as_of: pd.Timestamp) -> str | None:
     return reason_texts([group], pd.DataFrame([dict(row)]), as_of)[0]
 
 
-def actionable_reasons(groups: pd.DataFrame) -> pd.DataFrame:
-    """The reason group columns with context groups (the static profile) removed and the
-    remaining reasons moved up, so reason_group_1 is the leading reason anyone can act on."""
+def actionable_reasons(groups: pd.DataFrame, frame: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The reason group columns as a manager can act on them: context groups (the static
+    profile) removed, a summary group named as what moved it for this client (``stands_for``,
+    read from the feature rows ``frame``, aligned with ``groups``), a group named twice kept
+    once, and the remaining reasons moved up, so reason_group_1 is the leading reason."""
     values = groups.to_numpy(dtype=object).copy()
     values[np.isin(values, np.asarray(CONTEXT_GROUPS, dtype=object)) | pd.isna(values)] = None
+    if frame is not None and values.size:
+        row = Row(frame.reset_index(drop=True))
+        for g in GROUPS:
+            if not g.stands_for:
+                continue
+            hit = values == g.name
+            rows = hit.any(axis=1)
+            if not rows.any():
+                continue
+            sub = row.subset(rows)
+            conditions = [sub.holds(when) for _, when in g.stands_for]
+            names = np.empty(len(g.stands_for), dtype=object)
+            names[:] = [name for name, _ in g.stands_for]
+            choice = np.select(conditions, np.arange(len(names)), default=-1)
+            resolved = np.where(choice >= 0, names[np.maximum(choice, 0)], g.name)
+            block = values[rows]
+            block[hit[rows]] = np.broadcast_to(resolved[:, None], block.shape)[hit[rows]]
+            values[rows] = block
+        for j in range(1, values.shape[1]):  # a group named twice: keep the first
+            for i in range(j):
+                values[(values[:, j] == values[:, i]) & pd.notna(values[:, j]), j] = None
     empty = np.vectorize(lambda v: v is None, otypes=[bool])(values) if values.size else np.zeros(values.shape, bool)
     order = np.argsort(empty, axis=1, kind="stable")
     return pd.DataFrame(np.take_along_axis(values, order, axis=1), index=groups.index, columns=groups.columns, dtype=object)

@@ -200,7 +200,7 @@ def build_at_risk(scored: pd.DataFrame, features: pd.DataFrame, *, as_of: pd.Tim
     for i, col in enumerate(groups, start=1):
         if col not in out or i > top_k:
             out[col] = None
-    out[groups] = actionable_reasons(out[groups].astype("object"))
+    out[groups] = actionable_reasons(out[groups].astype("object"), out)
     n_explained = len(out) if explain_all else int(np.ceil(actionable_share * len(out)))
     explained = np.arange(len(out)) < n_explained
     head = out.iloc[:n_explained]
@@ -368,7 +368,7 @@ def base_drivers(predict, kept: pd.DataFrame, *, sample: int = 2000, seed: int =
     rows = kept.sample(min(sample, len(kept)), random_state=seed) if len(kept) > sample else kept
     groups = [c for c in ("reason_group_1", "reason_group_2", "reason_group_3")]
     explained = predict(rows.assign(explain=True))
-    lead = actionable_reasons(explained[[c for c in groups if c in explained]].astype("object"))["reason_group_1"]
+    lead = actionable_reasons(explained[[c for c in groups if c in explained]].astype("object"), rows)["reason_group_1"]
     return lead.fillna("none").value_counts(normalize=True)
 
 
