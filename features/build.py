@@ -41,7 +41,8 @@ from features.history import (DAY, NEVER, PAST, Events, History, Source, first_i
                               parquet_sql, safe_name, segment_max)
 
 __all__ = ["KEYS", "BTYD_INPUTS", "build_features", "build_population", "channel_list", "feature_columns",
-           "is_contractual", "nps_category", "parquet_sql", "skipped_groups"]
+           "features_for_scoring", "is_contractual", "nps_category", "parquet_sql", "returning_customers",
+           "skipped_groups"]
 
 KEYS = ["customer_id", "cutoff"]
 ORDER_WINDOWS = (30, 90, 365)
@@ -520,6 +521,55 @@ def build_population(tables: Mapping[str, Source], cutoffs: Iterable[pd.Timestam
     if horizon_days is not None:
         out["label"] = np.concatenate(label)
     return out
+
+
+def returning_customers(tables: Mapping[str, Source], as_of: pd.Timestamp, *,
+                        active_window_days: int = 365) -> list[str]:
+    """Customers who cancelled before ``as_of`` and still order: a purchase after their first
+    cancellation, within ``active_window_days`` before ``as_of`` (empty without cancellations)."""
+    if "cancellations" not in tables:
+        return []
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        src = {}
+        for name in ("orders", "cancellations"):
+            source = tables[name]
+            if isinstance(source, pd.DataFrame):
+                con.register(f"input_{name}", source)
+                src[name] = f"input_{name}"
+            else:
+                src[name] = parquet_sql(source)
+        cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {src['orders']}").fetchall()]
+        purchase = "coalesce(o.status NOT IN ('cancelled', 'refund'), TRUE)" if "status" in cols else "TRUE"
+        at = f"TIMESTAMP '{pd.Timestamp(as_of).isoformat(sep=' ')}'"
+        rows = con.execute(f"""
+            WITH first_cancel AS (SELECT CAST(customer_id AS VARCHAR) AS customer_id, min(cancelled_at) AS t
+                                  FROM {src['cancellations']} WHERE cancelled_at < {at} GROUP BY 1)
+            SELECT DISTINCT f.customer_id FROM {src['orders']} o JOIN first_cancel f
+                ON CAST(o.customer_id AS VARCHAR) = f.customer_id
+            WHERE o.ordered_at > f.t AND o.ordered_at < {at}
+              AND o.ordered_at >= {at} - INTERVAL {int(active_window_days)} DAY AND {purchase}
+            ORDER BY 1""").fetchall()
+    finally:
+        con.close()
+    return [r[0] for r in rows]
+
+
+def features_for_scoring(tables: Mapping[str, Source], as_of: pd.Timestamp, *, config: FeatureConfig | None = None,
+                         channels: Sequence[str] | None = None) -> pd.DataFrame:
+    """The features of everyone scored at ``as_of``: the clients (``build_population``) and the
+    customers who cancelled and still order (``returning_customers``); any other customer who
+    cancelled is a former client, on neither list."""
+    config = config or FeatureConfig()
+    returning = returning_customers(tables, as_of, active_window_days=config.active_window_days)
+    population = None
+    if returning:
+        clients = build_population(tables, [as_of], active_window_days=config.active_window_days)["customer_id"]
+        ids = sorted(set(clients) | set(returning))
+        population = pd.DataFrame({"customer_id": ids, "cutoff": pd.Timestamp(as_of)})
+    return build_features(tables, [as_of], config=config, channels=channels, population=population)
 
 
 def nps_category(score: pd.Series) -> pd.Series:

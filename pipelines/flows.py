@@ -190,6 +190,11 @@ def train_flow(data_dir: Path | None, settings: Settings, home: Path, tune_trial
 
 
 @task(cache_policy=NO_CACHE)
+def scoring_features_task(tables: dict, as_of: pd.Timestamp, config: FeatureConfig, channels: list[str]) -> pd.DataFrame:
+    return build.features_for_scoring(tables, as_of, config=config, channels=channels)
+
+
+@task(cache_policy=NO_CACHE)
 def lists_task(model, features: pd.DataFrame, as_of: pd.Timestamp, version: str | None, settings: Settings,
                contractual: bool) -> score.Lists:
     """The retention and win-back lists and the drivers across the base (``models.score.make_lists``)."""
@@ -217,7 +222,7 @@ def score_flow(data_dir: Path | None, out_dir: Path, settings: Settings, home: P
     registry.configure_tracking(home)
     model, version = registry.load_model(settings.registry.model_name, uri=model_uri)
     channels = build.channel_list(registry.input_columns(model))
-    features = features_task(tables, [as_of], settings.feature_config(), channels=channels)
+    features = scoring_features_task(tables, as_of, settings.feature_config(), channels)
     at_risk, win_back, drivers = lists_task(model, features, as_of, version, settings, build.is_contractual(tables))
     metrics = registry.version_metrics(settings.registry.model_name, version)
     s = settings.score

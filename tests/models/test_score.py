@@ -172,3 +172,22 @@ def test_the_lapse_rule_finds_the_former_clients_of_a_simulated_company():
     assert gone[lapsed].mean() > 0.75  # the win-back list is mostly former clients (84% on this seed)
     assert lapsed[gone].mean() > 0.85  # and holds most of them (93%)
     assert gone[~lapsed].mean() < 0.08  # the retention list is mostly clients who can still be kept (4%)
+
+
+def test_a_client_who_cancelled_is_on_neither_list_unless_they_still_order():
+    from features.build import build_population, features_for_scoring, returning_customers
+
+    day = lambda d: pd.Timestamp("2025-01-01") + pd.Timedelta(days=d)  # noqa: E731
+    orders = pd.DataFrame({"order_id": [f"o{i}" for i in range(7)],
+                           "customer_id": ["stays", "stays", "left", "left", "back", "back", "back"],
+                           "ordered_at": [day(0), day(100), day(0), day(50), day(0), day(60), day(150)],
+                           "amount": 10.0, "status": ["completed"] * 6 + ["completed"]})
+    cancellations = pd.DataFrame({"customer_id": ["left", "back"], "cancelled_at": [day(80), day(90)]})
+    tables = {"orders": orders, "cancellations": cancellations}
+    as_of = day(200)
+    assert set(build_population(tables, [as_of])["customer_id"]) == {"stays"}
+    assert returning_customers(tables, as_of) == ["back"]
+    assert returning_customers(tables.copy() | {"orders": orders.assign(status=["completed"] * 6 + ["refund"])},
+                               as_of) == []  # a credit note is not a purchase
+    assert set(features_for_scoring(tables, as_of)["customer_id"]) == {"stays", "back"}
+    assert returning_customers({"orders": orders}, as_of) == []
