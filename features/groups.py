@@ -175,9 +175,11 @@ GROUPS: tuple[FeatureGroup, ...] = (
             Reason(None, "A {lifecycle_stage} in the {coleman_phase} phase of the relationship"),
         ),
         actions=("onboarding", "loyalty", "check_in"),
-        # a stage is where the client is (shown in lifecycle_stage), a reason only in the first 100 days;
-        # a buyer who never came back is a buying pattern
-        stands_for=(("lifecycle", "tenure_days < 100"), ("purchases", "orders_total <= 1"), (None, None))),
+        # a stage is where the client is (shown in lifecycle_stage), a reason only in the first 100 days,
+        # where little attention from us is what can be acted on (Coleman); a buyer who never came back
+        # is a buying pattern
+        stands_for=(("attention", "tenure_days < 100 and (first_outbound_observed == 0 or outbound_90d <= 1)"),
+                    ("lifecycle", "tenure_days < 100"), ("purchases", "orders_total <= 1"), (None, None))),
     FeatureGroup(
         "attributes", "Profile", ("customers",), "no customer attributes (segment, acquisition_channel, region ...)",
         context=True,
