@@ -76,7 +76,12 @@ def main() -> None:
             print(f"  win_back {len(win_back):,} clients: {w.mean():.1%} already gone; holds {w.sum() / all_gone:.1%} of the "
                   f"gone; by rule " + ", ".join(f"{k} {v:,}" for k, v in win_back["lapse_rule"].value_counts().items()))
 
-    # true drivers at a truth date
+    print(driver_recovery(lists, truth))
+    print(stability(lists, as_of))
+
+
+def driver_recovery(lists, truth: pd.DataFrame) -> str:
+    """The true-driver measure at the latest truth date; ``lists(as_of, **kw)`` -> (Lists, seconds)."""
     truth_day = truth["as_of"].max()
     (at_risk, _, drivers), _ = lists(truth_day, explain_all=True)
     t = truth[truth["as_of"] == truth_day].set_index("customer_id")
@@ -86,18 +91,21 @@ def main() -> None:
     listed = at_risk.set_index("customer_id")
     chosen = t.index[(t["true_risk"] >= t["true_risk"].quantile(0.8)) & (share >= 0.6)].intersection(listed.index)
     r = listed.loc[chosen]
-    top_two = [(d in (a, b)) for d, a, b in zip(dominant.loc[chosen], r["reason_group_1"], r["reason_group_2"])]
-    hit = pd.Series(top_two, index=chosen)
-    actionable = dominant.loc[chosen] != "attributes"
-    print(f"true drivers at {truth_day.date()}: {hit[actionable].mean():.1%} of {int(actionable.sum()):,} single-driver "
-          f"high-risk clients on the retention list have their true group among the first two reasons "
-          f"(by group: " + ", ".join(f"{g} {hit[actionable & (dominant.loc[chosen] == g)].mean():.0%} of "
-                                     f"{int((actionable & (dominant.loc[chosen] == g)).sum())}"
-                                     for g in sorted(set(dominant.loc[chosen][actionable]))) +
-          f"); attribute-driven, shown as profile, never a reason: {int((~actionable).sum()):,}")
-    print("drivers across the base (sample):", ", ".join(f"{row.leading_reason_group} {row.base:.0%}" for row in drivers.itertuples()))
+    hit = pd.Series([(d in (a, b)) for d, a, b in zip(dominant.loc[chosen], r["reason_group_1"], r["reason_group_2"])],
+                    index=chosen, dtype=bool)
+    dom = dominant.loc[chosen]
+    actionable = dom != "attributes"
+    by_group = ", ".join(f"{g} {hit[actionable & (dom == g)].mean():.0%} of {int((actionable & (dom == g)).sum())}"
+                         for g in sorted(set(dom[actionable])))
+    base = ", ".join(f"{row.leading_reason_group} {row.base:.0%}" for row in drivers.itertuples())
+    return (f"true drivers at {truth_day.date()}: {hit[actionable].mean():.1%} of {int(actionable.sum()):,} single-driver "
+            f"high-risk clients on the retention list have their true group among the first two reasons ({by_group}); "
+            f"attribute-driven, shown as profile, never a reason: {int((~actionable).sum()):,}\n"
+            f"drivers across the base (sample): {base}")
 
-    # stability a week apart
+
+def stability(lists, as_of: pd.Timestamp) -> str:
+    """The same company scored a week apart: leading reason group and action unchanged."""
     (week1, _, _), _ = lists(as_of - pd.Timedelta(days=7))
     (week2, _, _), _ = lists(as_of)
     a = week1[week1["action_key"].notna()].set_index("customer_id")
@@ -105,8 +113,8 @@ def main() -> None:
     both = a.index.intersection(b.index)
     same_group = (a.loc[both, "reason_group_1"].fillna("none") == b.loc[both, "reason_group_1"].fillna("none")).mean()
     same_action = (a.loc[both, "action_key"] == b.loc[both, "action_key"]).mean()
-    print(f"a week apart: {len(both):,} clients explained both weeks; leading reason group unchanged for {same_group:.1%}, "
-          f"action unchanged for {same_action:.1%}")
+    return (f"a week apart: {len(both):,} clients explained both weeks; leading reason group unchanged for "
+            f"{same_group:.1%}, action unchanged for {same_action:.1%}")
 
 
 if __name__ == "__main__":

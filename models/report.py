@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -182,11 +183,10 @@ def csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
     for col in frame.columns:
         s = frame[col]
         if s.dtype == object or pd.api.types.is_string_dtype(s) or isinstance(s.dtype, pd.CategoricalDtype):
-            text = s.astype("object")
-            risky = text.map(lambda v: isinstance(v, str) and v.startswith(FORMULA_START), na_action="ignore")
-            risky = risky.fillna(False).astype(bool)
+            text = s.astype("str")  # missing stays missing
+            risky = text.str.startswith(FORMULA_START).fillna(False).astype(bool).to_numpy()
             if risky.any():
-                text = text.where(~risky, "'" + text.astype(str))
+                text = text.where(~risky, "'" + text)
             out[col] = text
         else:
             out[col] = s
@@ -242,17 +242,79 @@ def _width(header: str, values: list, kind: str) -> float:
     return float(min(max(len(header) + 3, longest + 2), 70))
 
 
+def _letters(n: int) -> list[str]:
+    out = []
+    for i in range(n):
+        name, i = "", i + 1
+        while i:
+            i, r = divmod(i - 1, 26)
+            name = chr(65 + r) + name
+        out.append(name)
+    return out
+
+
+XML_INVALID = r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]"
+
+
+def _cells_xml(values: list, kind: str, letter: str, rows: np.ndarray, style: str | None) -> np.ndarray:
+    """One column's cells as sheet XML (an empty string for a missing value), built vectorised:
+    text as inline strings (never a formula), numbers and Excel day numbers as values."""
+    s = f' s="{style}"' if style is not None else ""
+    series = pd.Series(values, dtype="object")
+    missing = series.isna().to_numpy()
+    ref = "<c r=\"" + letter + rows
+    if kind == "text":
+        text = series.astype("str")
+        if re.search(XML_INVALID, "".join(text.dropna().tolist())):  # control characters are not XML
+            text = text.str.replace(XML_INVALID, "", regex=True)
+        text = text.str.replace("&", "&amp;", regex=False).str.replace("<", "&lt;", regex=False).str.replace(
+            ">", "&gt;", regex=False)
+        body = np.asarray(text.fillna("").to_numpy(dtype=object), dtype=object)
+        cells = ref + ("\"" + s + " t=\"inlineStr\"><is><t xml:space=\"preserve\">") + body + "</t></is></c>"
+    elif kind == "flag":
+        body = np.where(series.fillna(False).astype(bool).to_numpy(), "1", "0").astype(object)
+        cells = ref + ("\"" + s + " t=\"b\"><v>") + body + "</v></c>"
+    else:
+        numbers = pd.to_numeric(series, errors="coerce").astype(float)
+        body = np.asarray(numbers.map(repr, na_action="ignore").fillna("").to_numpy(dtype=object), dtype=object)
+        cells = ref + ("\"" + s + "><v>") + body + "</v></c>"
+    return np.where(missing, "", cells).astype(object)
+
+
+def _fill_sheet(xml: str, part: pd.DataFrame, kinds: list[str], columns: list[list]) -> str:
+    """The rows of ``part`` inserted after the header row that xlsxwriter wrote; each cell takes
+    its column's style (the ``style`` of the sheet's <col> elements, as xlsxwriter set them)."""
+    styles = {}
+    for element in re.findall(r"<col [^>]*/>", xml):
+        attrs = dict(re.findall(r'(\w+)="([^"]*)"', element))
+        for j in range(int(attrs["min"]), int(attrs["max"]) + 1):
+            styles[j - 1] = attrs.get("style")
+    letters = _letters(len(kinds))
+    rows = np.arange(2, len(part) + 2).astype(str).astype(object)
+    acc = "<row r=\"" + rows + "\">"
+    for j, (kind, values) in enumerate(zip(kinds, columns)):
+        acc = acc + _cells_xml(values, kind, letters[j], rows, styles.get(j))
+    data = "".join((acc + "</row>").tolist())
+    last = f"{letters[-1]}{len(part) + 1}"
+    xml = re.sub(r'<dimension ref="[^"]*"/>', f'<dimension ref="A1:{last}"/>', xml, count=1)
+    return xml.replace("</sheetData>", data + "</sheetData>", 1)
+
+
 def write_excel(sheets: dict[str, pd.DataFrame], path: Path, *, currency: str = "EUR", max_rows: int = EXCEL_ROWS,
                 notes: list[str] | None = None) -> Path:
     """The lists as one workbook, a sheet each: a formatted frozen header, filters, widths that
     fit, dates as dates, money in the currency, text always text (never a formula); the first
-    ``max_rows`` of each list (the "about" sheet says so). Written row by row in xlsxwriter's
-    constant-memory mode."""
+    ``max_rows`` of each list (the "about" sheet says so). xlsxwriter writes the workbook, its
+    formats, header, panes and filters; the rows are written into its sheets as XML built
+    column by column (inline strings: text is never read as a formula)."""
+    import zipfile
+
     import xlsxwriter
 
     def write(tmp: Path) -> None:
-        book = xlsxwriter.Workbook(str(tmp), {"constant_memory": True, "strings_to_formulas": False,
-                                              "strings_to_urls": False, "strings_to_numbers": False})
+        raw = Path(str(tmp) + ".raw")
+        book = xlsxwriter.Workbook(str(raw), {"strings_to_formulas": False, "strings_to_urls": False,
+                                              "strings_to_numbers": False})
         head = book.add_format({"bold": True, "font_color": "#FFFFFF", "bg_color": "#305496", "text_wrap": True,
                                 "valign": "top"})
         symbol = SYMBOLS.get(currency)
@@ -262,7 +324,8 @@ def write_excel(sheets: dict[str, pd.DataFrame], path: Path, *, currency: str = 
                    "int": book.add_format({"num_format": "0"}), "num": book.add_format({"num_format": "0.0"}),
                    "flag": None, "text": None}
         about = list(notes or [])
-        for name, frame in sheets.items():
+        filled = {}
+        for i, (name, frame) in enumerate(sheets.items(), start=1):
             sheet = book.add_worksheet(name)
             part = frame.head(max_rows)
             kinds = [_excel_kind(c, part[c]) for c in part.columns]
@@ -272,19 +335,9 @@ def write_excel(sheets: dict[str, pd.DataFrame], path: Path, *, currency: str = 
             sheet.set_row(0, 30)
             for j, col in enumerate(part.columns):
                 sheet.write_string(0, j, col, head)
-            write_number, write_string, write_boolean = sheet.write_number, sheet.write_string, sheet.write_boolean
-            for i, row in enumerate(zip(*columns), start=1):
-                for j, value in enumerate(row):
-                    if value is None:
-                        continue
-                    if isinstance(value, str):
-                        write_string(i, j, value)
-                    elif isinstance(value, bool):
-                        write_boolean(i, j, value)
-                    else:
-                        write_number(i, j, value)
             sheet.freeze_panes(1, 0)
             sheet.autofilter(0, 0, max(len(part), 1), len(part.columns) - 1)
+            filled[f"xl/worksheets/sheet{i}.xml"] = (part, kinds, columns)
             if len(frame) > max_rows:
                 about.append(f"Sheet '{name}': the first {max_rows:,} of {len(frame):,} clients by rank; the full "
                              f"list is in the CSV and Parquet files.")
@@ -294,6 +347,15 @@ def write_excel(sheets: dict[str, pd.DataFrame], path: Path, *, currency: str = 
             for i, line in enumerate(about):
                 sheet.write_string(i, 0, line)
         book.close()
+        try:
+            with zipfile.ZipFile(raw) as src, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as dst:
+                for item in src.infolist():
+                    data = src.read(item.filename)
+                    if item.filename in filled and len(filled[item.filename][0]):
+                        data = _fill_sheet(data.decode("utf-8"), *filled[item.filename]).encode("utf-8")
+                    dst.writestr(item, data, compress_type=zipfile.ZIP_DEFLATED, compresslevel=1)
+        finally:
+            raw.unlink(missing_ok=True)
     return write_atomic(Path(path), write)
 
 
