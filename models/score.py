@@ -177,8 +177,9 @@ def build_at_risk(scored: pd.DataFrame, features: pd.DataFrame, *, as_of: pd.Tim
 
     ``scored`` and ``features``: the clients who can still be kept (the lapsed ones go to
     ``build_win_back``), one row each at ``as_of``. ``rank_by``: 'risk' or 'value_at_risk'
-    (risk x trailing-12-month revenue). Reasons in words and actions are written for the
-    actionable top ``actionable_share`` of the list, or for everyone with ``explain_all``;
+    (risk x trailing-12-month revenue). Reasons in words and actions are written for the rows
+    a boolean ``explained`` column of ``scored`` marks (the rows the model explained), else for
+    the actionable top ``actionable_share`` of the list, or for everyone with ``explain_all``;
     the profile (context, never a reason) for everyone.
     """
     if rank_by not in ("risk", "value_at_risk"):
@@ -201,17 +202,20 @@ def build_at_risk(scored: pd.DataFrame, features: pd.DataFrame, *, as_of: pd.Tim
         if col not in out or i > top_k:
             out[col] = None
     out[groups] = actionable_reasons(out[groups].astype("object"), out)
-    n_explained = len(out) if explain_all else int(np.ceil(actionable_share * len(out)))
-    explained = np.arange(len(out)) < n_explained
-    head = out.iloc[:n_explained]
+    if "explained" in out:  # the rows the model was asked to explain (make_lists)
+        explained = out["explained"].fillna(False).astype(bool).to_numpy()
+    else:
+        n_explained = len(out) if explain_all else int(np.ceil(actionable_share * len(out)))
+        explained = np.arange(len(out)) < n_explained
+    head = out[explained]
     for i, col in enumerate(groups, start=1):
         words = np.full(len(out), None, dtype=object)
-        words[:n_explained] = reason_texts(head[col].to_numpy(dtype=object), head, as_of)
+        words[explained] = reason_texts(head[col].to_numpy(dtype=object), head, as_of)
         out[f"reason_{i}"] = words
     lead = out["reason_group_1"].to_numpy(dtype=object)
     keys = np.full(len(out), None, dtype=object)
-    keys[:n_explained] = choose_actions(lead[:n_explained], head)
-    keys[explained & pd.isna(lead) & (keys == None)] = "none"  # noqa: E711  explained, nothing raises the risk
+    keys[explained] = choose_actions(lead[explained], head)
+    keys[explained & pd.isna(lead)] = "none"  # explained, and nothing raises the risk
     out["action_key"] = keys
     out["action"] = action_texts(keys, actions)
     out = _facts(out, as_of)
@@ -338,7 +342,7 @@ def make_lists(predict, features: pd.DataFrame, *, as_of: pd.Timestamp, model_ve
     revenue = kept["amount_365d"] if "amount_365d" in kept else pd.Series(0.0, index=kept.index)
     wanted = rows_to_explain(first["risk"], revenue, rank_by=rank_by, actionable_share=actionable_share,
                              explain_all=explain_all, risk_bounds=risk_bounds)
-    scored = first.copy()
+    scored = first.assign(explained=wanted)
     if wanted.any():  # reasons for the rows shown with reasons only: their risk is already known
         explained = predict(kept[wanted].assign(explain=True))
         for col in explained.columns:
