@@ -106,10 +106,10 @@ def main() -> None:
         return out
     t0 = time.perf_counter()
     at_risk, win_back, drivers = score.make_lists(timed_predict, features, as_of=as_of, model_version=version,
-                                                  contractual=contractual)
+                                                  contractual=contractual, explain_max=settings.score.explain_max)
     total_lists = time.perf_counter() - t0
     scoring += [(f"risk for the {len(at_risk):,} clients on the retention list (of {len(features):,})", spent["risk"]),
-                (f"TreeSHAP reasons for {spent['rows']:,} rows (the top 20% and a sample of 2,000 for the drivers)",
+                (f"TreeSHAP reasons for {spent['rows']:,} rows (the top 20%, at most 50,000, and a sample of 2,000 for the drivers)",
                  spent["reasons"]),
                 ("the lapse rule, both lists: ranks, tiers, sentences, actions, profile",
                  total_lists - spent["risk"] - spent["reasons"])]

@@ -576,7 +576,7 @@ SCRIPT = r"""
           if (['int', 'num', 'pct', 'points', 'money'].includes(cols[i].kind)) td.className = 'num';
           if (cols[i].key === 'tier' && v) td.className = 'tier-' + v;
           if (cols[i].kind === 'points' && v) td.className = 'num ' + (v > 0 ? 'up' : 'down');
-          if (cols[i].kind === 'date') td.className = 'date';
+          if (cols[i].kind === 'date' || ['action_label', 'lapse_rule', 'lifecycle_stage'].includes(cols[i].key)) td.className = 'date';
           if (cols[i].hide) td.className = 'hide';
           if (cols[i].tip !== null && all[r][cols[i].tip] !== null) td.title = all[r][cols[i].tip];
           tr.appendChild(td);

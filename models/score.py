@@ -135,10 +135,11 @@ def assign_tiers(risk: pd.Series, rank: pd.Series, *, mode: str = "share", high:
 
 def rows_to_explain(risk: pd.Series, revenue: pd.Series, *, rank_by: str = "risk", actionable_share: float = 0.2,
                     explain_all: bool = False, keep: np.ndarray | None = None,
-                    risk_bounds: tuple[float, float] = (0.01, 0.99)) -> np.ndarray:
+                    risk_bounds: tuple[float, float] = (0.01, 0.99), max_rows: int | None = None) -> np.ndarray:
     """Which rows get reasons: the actionable top ``actionable_share`` of the retention list
-    in ``rank_by`` order (or all of its rows); ``keep`` marks the rows on the retention list
-    (default: all). TreeSHAP is the cost of scoring, so only they pay it."""
+    in ``rank_by`` order, at most ``max_rows`` (or all of its rows with ``explain_all``);
+    ``keep`` marks the rows on the retention list (default: all). TreeSHAP is the cost of
+    scoring, so only they pay it."""
     keep = np.ones(len(risk), bool) if keep is None else np.asarray(keep, bool)
     if explain_all:
         return keep.copy()
@@ -146,6 +147,7 @@ def rows_to_explain(risk: pd.Series, revenue: pd.Series, *, rank_by: str = "risk
     key = bound_risk(raw, *risk_bounds) * revenue.fillna(0.0).to_numpy(dtype=float) if rank_by == "value_at_risk" else raw
     key = np.where(keep, key, -np.inf)
     n = int(np.ceil(actionable_share * keep.sum()))
+    n = n if max_rows is None else min(n, int(max_rows))
     wanted = np.zeros(len(key), bool)
     wanted[np.argsort(-key, kind="stable")[:n]] = True
     return wanted & keep
@@ -328,12 +330,13 @@ def make_lists(predict, features: pd.DataFrame, *, as_of: pd.Timestamp, model_ve
                horizon_days: int = 90, contractual: bool = False, lapse: LapseRule | None = None,
                rule_with_cancellations: bool = False, rank_by: str = "risk", tiers: dict | None = None,
                actionable_share: float = 0.2, explain_all: bool = False, actions: dict[str, str] | None = None,
-               top_k: int = 3, risk_bounds: tuple[float, float] = (0.01, 0.99), driver_sample: int = 2000) -> "Lists":
+               top_k: int = 3, risk_bounds: tuple[float, float] = (0.01, 0.99), driver_sample: int = 2000,
+               explain_max: int | None = None) -> "Lists":
     """Both lists from the features at ``as_of``: the lapse rule splits the clients; the model
     (``predict``: a feature frame with a boolean ``explain`` column -> customer_id, risk,
     reason_group_i ...) scores the clients who can still be kept, and TreeSHAP explains only
-    the rows the retention list shows with reasons, and a sample of ``driver_sample`` clients for
-    the drivers across the base."""
+    the rows the retention list shows with reasons (the top ``actionable_share``, at most
+    ``explain_max``), and a sample of ``driver_sample`` clients for the drivers across the base."""
     lapse = lapse or LapseRule(horizon_days=horizon_days)
     lapsed = split_lists(features, lapse, contractual=contractual, rule_with_cancellations=rule_with_cancellations)
     keep = pd.isna(lapsed)
@@ -341,7 +344,7 @@ def make_lists(predict, features: pd.DataFrame, *, as_of: pd.Timestamp, model_ve
     first = predict(kept.assign(explain=False))
     revenue = kept["amount_365d"] if "amount_365d" in kept else pd.Series(0.0, index=kept.index)
     wanted = rows_to_explain(first["risk"], revenue, rank_by=rank_by, actionable_share=actionable_share,
-                             explain_all=explain_all, risk_bounds=risk_bounds)
+                             explain_all=explain_all, risk_bounds=risk_bounds, max_rows=explain_max)
     scored = first.assign(explained=wanted)
     if wanted.any():  # reasons for the rows shown with reasons only: their risk is already known
         explained = predict(kept[wanted].assign(explain=True))

@@ -199,11 +199,14 @@ def lists_task(model, features: pd.DataFrame, as_of: pd.Timestamp, version: str 
                contractual: bool) -> score.Lists:
     """The retention and win-back lists and the drivers across the base (``models.score.make_lists``)."""
     s, horizon = settings.score, settings.labels.horizon_days
+    wanted = set(registry.input_columns(model)) | {"customer_id", "explain"}
     return score.make_lists(
-        lambda frame: model.predict(registry.to_model_input(frame)), features.drop(columns="cutoff"), as_of=as_of,
+        lambda frame: model.predict(registry.to_model_input(frame[[c for c in frame.columns if c in wanted]])),
+        features.drop(columns="cutoff"), as_of=as_of,
         model_version=version, horizon_days=horizon, contractual=contractual, lapse=s.lapse_rule(horizon),
         rule_with_cancellations=s.lapsed.with_cancellations, rank_by=s.rank_by, tiers=s.tiers.model_dump(),
-        actionable_share=s.actionable_share, explain_all=s.explain_all, actions=s.actions, top_k=s.top_reasons,
+        actionable_share=s.actionable_share, explain_max=s.explain_max, explain_all=s.explain_all, actions=s.actions,
+        top_k=s.top_reasons,
         risk_bounds=(s.risk_floor, s.risk_ceiling))
 
 

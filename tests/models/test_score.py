@@ -191,3 +191,14 @@ def test_a_client_who_cancelled_is_on_neither_list_unless_they_still_order():
                                as_of) == []  # a credit note is not a purchase
     assert set(features_for_scoring(tables, as_of)["customer_id"]) == {"stays", "back"}
     assert returning_customers({"orders": orders}, as_of) == []
+
+
+def test_reasons_for_the_actionable_share_at_most_explain_max():
+    from models.score import rows_to_explain
+
+    risk = pd.Series(np.linspace(0.9, 0.1, 100))
+    assert rows_to_explain(risk, pd.Series(0.0, index=risk.index)).sum() == 20
+    capped = rows_to_explain(risk, pd.Series(0.0, index=risk.index), max_rows=5)
+    assert capped.tolist() == [True] * 5 + [False] * 95
+    keep = np.arange(100) % 2 == 0  # only the clients who can still be kept
+    assert rows_to_explain(risk, pd.Series(0.0, index=risk.index), keep=keep, explain_all=True).tolist() == keep.tolist()
