@@ -62,7 +62,8 @@ class FeatureGroup:
 
 ACTIONS: tuple[Action, ...] = (
     Action("onboarding", "tenure_days < 100",
-           "Onboarding call: confirm the choice was right and help them to a second order", "Onboarding call"),
+           "Onboarding call (first 100 days): confirm the choice was right and help them to their next order",
+           "Onboarding call"),
     Action("service_recovery", "complaints_open >= 1",
            "Service-recovery call with the complaint owner: fix the open complaint and tell them it is fixed", "Service recovery"),
     Action("nps_follow_up", "nps_last_score <= 6",

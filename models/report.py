@@ -490,7 +490,7 @@ def _card(label: str, value: str, hover: str, extra: str = "", cls: str = "") ->
 
 def _group_title(name: str) -> str:
     g = BY_GROUP.get(name)
-    return g.title if g else ("No reason raises the risk" if name == "none" else name)
+    return g.title if g else ("No reason we can act on" if name == "none" else name)
 
 
 SCRIPT = r"""

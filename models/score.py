@@ -203,6 +203,7 @@ def build_at_risk(scored: pd.DataFrame, features: pd.DataFrame, *, as_of: pd.Tim
     for i, col in enumerate(groups, start=1):
         if col not in out or i > top_k:
             out[col] = None
+    raised = out["reason_group_1"].notna().to_numpy()  # any group, the profile included, raises the risk
     out[groups] = actionable_reasons(out[groups].astype("object"), out)
     if "explained" in out:  # the rows the model was asked to explain (make_lists)
         explained = out["explained"].fillna(False).astype(bool).to_numpy()
@@ -217,7 +218,8 @@ def build_at_risk(scored: pd.DataFrame, features: pd.DataFrame, *, as_of: pd.Tim
     lead = out["reason_group_1"].to_numpy(dtype=object)
     keys = np.full(len(out), None, dtype=object)
     keys[explained] = choose_actions(lead[explained], head)
-    keys[explained & pd.isna(lead)] = "none"  # explained, and nothing raises the risk
+    # explained, and only the profile or the stage raise the risk: a personal check-in; nothing does: none
+    keys[explained & pd.isna(lead)] = np.where(raised[explained & pd.isna(lead)], "check_in", "none")
     out["action_key"] = keys
     out["action"] = action_texts(keys, actions)
     out = _facts(out, as_of)

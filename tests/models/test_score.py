@@ -202,3 +202,13 @@ def test_reasons_for_the_actionable_share_at_most_explain_max():
     assert capped.tolist() == [True] * 5 + [False] * 95
     keep = np.arange(100) % 2 == 0  # only the clients who can still be kept
     assert rows_to_explain(risk, pd.Series(0.0, index=risk.index), keep=keep, explain_all=True).tolist() == keep.tolist()
+
+
+def test_a_client_whose_risk_only_the_profile_raises_gets_a_check_in_not_no_action():
+    scored = pd.DataFrame({"customer_id": ["profile_only", "nothing"], "risk": [0.6, 0.1],
+                           "reason_group_1": ["attributes", None], "reason_group_2": None, "reason_group_3": None})
+    features = pd.DataFrame({"customer_id": ["profile_only", "nothing"], "tenure_days": [400.0, 400.0],
+                             "segment": ["trade", "smb"]})
+    out = build_at_risk(scored, features, as_of=AS_OF, model_version="1", explain_all=True)
+    assert out["action_key"].tolist() == ["check_in", "none"]
+    assert out["reason_1"].isna().all() and out["profile"].tolist() == ["segment: trade", "segment: smb"]
