@@ -5,7 +5,9 @@ A model is trained on a simulated company of --train-customers and registered in
 temporary MLflow store; the scoring data is the feature benchmark's simulated company
 (benchmarks/bench_features.py, cached under .churn/bench/). Times are after the features
 are built: loading the registered model, risk for everyone, TreeSHAP reasons for the
-actionable top 20%, the list with sentences and actions, and writing the outputs.
+actionable top 20% of the retention list, both lists with sentences and actions, and writing
+every file (the history copy included). The quality of the lists' reasons (true drivers,
+stability a week apart) is measured on the training company (see bench_lists.py).
 
     .venv/bin/python benchmarks/bench_scoring.py [--customers 1000000] [--train-customers 50000]
 """
@@ -40,7 +42,7 @@ def main() -> None:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{home / 'mlflow.db'}"
 
-    from features.build import build_features, channel_list, feature_columns
+    from features.build import build_features, channel_list, feature_columns, features_for_scoring
     from features.inputs import load_data
     from features.labels import build_training_set, default_as_of, labelled_cutoffs
     from features.simulate import simulate
@@ -65,59 +67,67 @@ def main() -> None:
     registry.log_training_run(fitted, experiment="bench", model_name="bench", home=home, params={}, config={}, tags={},
                               test_inputs=test[["customer_id", *cols]])
 
-    # -- driver recovery on the training company's test cutoff
-    truth = sim["truth"][sim["truth"]["as_of"] == split.test].set_index("customer_id")
-    from models.explain import explain
-    reasons = explain(fitted.model, test[cols]).set_index(test["customer_id"])
-    contrib = truth[[c for c in truth.columns if c.startswith("contrib_")]].clip(lower=0)
-    dominant = contrib.idxmax(axis=1).str.removeprefix("contrib_")
-    share = contrib.max(axis=1) / contrib.sum(axis=1).replace(0, np.nan)
-    chosen = truth.index[(truth["true_risk"] >= truth["true_risk"].quantile(0.8)) & (share >= 0.6)]
-    r = reasons.loc[chosen]
-    hit = np.mean([(d in (a, b)) for d, a, b in zip(dominant.loc[chosen], r["reason_group_1"], r["reason_group_2"])])
-    print(f"dominant true driver among the top two reason groups: {hit:.1%} of {len(chosen):,} high-risk clients")
+    # -- the lists' reasons on the training company: true drivers, and stability a week apart
+    import sys
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench_lists import driver_recovery, stability
+    from features.build import is_contractual
 
-    # -- stability: the same company scored a week apart
     model, version = registry.load_model("bench")
-    last = default_as_of(tables)
-    week = []
-    for as_of in (last - pd.Timedelta(days=7), last):
-        f = build_features(tables, [as_of], channels=channel_list(registry.input_columns(model)))
-        out = model.predict(registry.to_model_input(f.drop(columns="cutoff")))
-        week.append(out.set_index("customer_id"))
-    both = week[0].index.intersection(week[1].index)
-    top = week[1].loc[both].sort_values("risk", ascending=False).head(int(0.2 * len(both))).index
-    same = (week[0].loc[top, "reason_group_1"] == week[1].loc[top, "reason_group_1"]).mean()
-    print(f"leading reason group unchanged a week later: {same:.1%} of the top 20% ({len(top):,} clients)")
+    channels = channel_list(registry.input_columns(model))
+    predict = lambda frame: model.predict(registry.to_model_input(frame))  # noqa: E731
+
+    def lists(as_of, **kw):
+        f = build_features(tables, [as_of], channels=channels).drop(columns="cutoff")
+        return score.make_lists(predict, f, as_of=as_of, model_version=version, contractual=is_contractual(tables), **kw), 0.0
+    print(driver_recovery(lists, sim["truth"]))
+    print(stability(lists, default_as_of(tables)))
 
     # -- scoring at size
     data = ROOT / ".churn" / "bench" / f"sim-{args.customers}-1"
     if not (data / "orders.parquet").exists():
-        raise SystemExit(f"{data} is missing: run benchmarks/bench_features.py --customers {args.customers} first")
+        raise SystemExit(f"{data} is missing: run benchmarks/bench_features.py --customers {args.customers} --only-simulate first")
     big = load_data(data).tables
     as_of = default_as_of(big)
-    channels = channel_list(registry.input_columns(model))
+    contractual = is_contractual(big)
     features = timed(f"features for {args.customers:,} customers (not part of scoring)",
-                     lambda: build_features(big, [as_of], channels=channels), log)
+                     lambda: features_for_scoring(big, as_of, channels=channels), log)
     big = None  # the validated tables are not needed for scoring
+    features = features.drop(columns="cutoff")
     scoring = []
     model, version = timed("load the registered model", lambda: registry.load_model("bench"), scoring)
-    inputs = registry.to_model_input(features.drop(columns="cutoff"))
-    first = timed(f"risk for all {len(inputs):,} clients", lambda: model.predict(inputs.assign(explain=False)), scoring)
-    wanted = score.rows_to_explain(first["risk"], features["amount_365d"], actionable_share=0.2)
-    scored = timed(f"TreeSHAP reasons for the top 20% ({wanted.sum():,})", lambda: model.predict(inputs.assign(explain=wanted)), scoring)
-    at_risk = timed("the list: ranks, tiers, sentences, actions", lambda: score.build_at_risk(
-        scored, features, as_of=as_of, model_version=version), scoring)
+    spent = {"risk": 0.0, "reasons": 0.0, "rows": 0}
+
+    def timed_predict(frame):
+        t0 = time.perf_counter()
+        out = model.predict(registry.to_model_input(frame))
+        key = "reasons" if frame["explain"].any() else "risk"
+        spent[key] += time.perf_counter() - t0
+        spent["rows"] += int(frame["explain"].sum())
+        return out
+    t0 = time.perf_counter()
+    at_risk, win_back, drivers = score.make_lists(timed_predict, features, as_of=as_of, model_version=version,
+                                                  contractual=contractual, explain_max=settings.score.explain_max)
+    total_lists = time.perf_counter() - t0
+    scoring += [(f"risk for the {len(at_risk):,} clients on the retention list (of {len(features):,})", spent["risk"]),
+                (f"TreeSHAP reasons for {spent['rows']:,} rows (the top 20%, at most 50,000, and a sample of 2,000 for the drivers)",
+                 spent["reasons"]),
+                ("the lapse rule, both lists: ranks, tiers, sentences, actions, profile",
+                 total_lists - spent["risk"] - spent["reasons"])]
+    for label, seconds in scoring[1:]:
+        print(f"{label}: {seconds:.1f} s")
+    out_dir = home / "lists"
+    timed("write both lists: parquet, csv, xlsx (first 50,000 of each), html (first 10,000), summary; history copy",
+          lambda: report.write_outputs(at_risk, out_dir, model_version=version, metrics={}, as_of=as_of,
+                                       win_back=win_back, drivers=drivers), scoring)
     total = sum(s for _, s in scoring)
-    out_dir = home / "at_risk"
-    timed("write parquet, csv, xlsx (first 50,000), html (first 5,000)", lambda: report.write_outputs(
-        at_risk, out_dir, model_version=version, metrics={}, as_of=as_of), log)
-    sample = inputs.head(100_000).assign(explain=True)
+    sample = registry.to_model_input(features.head(100_000)).assign(explain=True)
     t0 = time.perf_counter()
     model.predict(sample)
     rate = len(sample) / (time.perf_counter() - t0)
-    print(f"\nscoring total (after features): {total:.1f} s for {len(inputs):,} clients")
-    print(f"reasons for everyone (score.explain_all): {rate:,.0f} rows/s -> {len(inputs) / rate:.0f} s for all {len(inputs):,}")
+    print(f"\nscoring and writing (after features): {total:.1f} s for {len(features):,} clients "
+          f"({len(at_risk):,} on the retention list, {len(win_back):,} on the win-back list)")
+    print(f"reasons for everyone (score.explain_all): {rate:,.0f} rows/s -> {len(at_risk) / rate:.0f} s for all {len(at_risk):,}")
     print("\n| step | seconds |\n|---|---|")
     for label, seconds in [*log, *scoring]:
         print(f"| {label} | {seconds:.1f} |")

@@ -36,11 +36,14 @@ import pyarrow as pa
 from features import btyd
 from features.catalogue import BY_NAME
 from features.config import FeatureConfig
+from features.groups import BY_GROUP
+from features.groups import skipped_groups as declared_skips
 from features.history import (DAY, NEVER, PAST, Events, History, Source, first_in_run, gaps, last_in_run, micros,
                               parquet_sql, safe_name, segment_max)
 
 __all__ = ["KEYS", "BTYD_INPUTS", "build_features", "build_population", "channel_list", "feature_columns",
-           "is_contractual", "nps_category", "parquet_sql", "skipped_groups"]
+           "features_for_scoring", "is_contractual", "nps_category", "parquet_sql", "returning_customers",
+           "skipped_groups"]
 
 KEYS = ["customer_id", "cutoff"]
 ORDER_WINDOWS = (30, 90, 365)
@@ -475,19 +478,12 @@ def _channels(h: History, config: FeatureConfig) -> list[str]:
 # -- public API ----------------------------------------------------------------------------
 
 def skipped_groups(tables: Mapping[str, Source]) -> dict[str, str]:
-    """Feature groups the data cannot support, with the reason (for the run's log)."""
-    skipped = {}
-    if "interactions" not in tables:
-        skipped["attention"] = "no interactions table: no touches, silence or channel activity"
-    if "nps" not in tables:
-        skipped["nps"] = "no nps table"
-    if "complaints" not in tables:
-        skipped["complaints"] = "no complaints table"
-    if not any(t in tables for t in ("interactions", "nps", "complaints")):
-        skipped["bank"] = "only orders: the emotional bank account would be a decayed order count"
+    """Feature groups the data cannot support, with the reason (for the run's log); the
+    tables each group needs are declared in ``features.groups``."""
+    skipped = {k: v for k, v in declared_skips(tables).items() if k != "attributes"}
     customers = tables.get("customers")
     if customers is None or not (set(_columns(customers)) - {"customer_id", "created_at"}):
-        skipped["attributes"] = "no customer attributes (segment, acquisition_channel, region ...)"
+        skipped["attributes"] = BY_GROUP["attributes"].skipped
     return skipped
 
 
@@ -528,6 +524,55 @@ def build_population(tables: Mapping[str, Source], cutoffs: Iterable[pd.Timestam
     if horizon_days is not None:
         out["label"] = np.concatenate(label)
     return out
+
+
+def returning_customers(tables: Mapping[str, Source], as_of: pd.Timestamp, *,
+                        active_window_days: int = 365) -> list[str]:
+    """Customers who cancelled before ``as_of`` and still order: a purchase after their first
+    cancellation, within ``active_window_days`` before ``as_of`` (empty without cancellations)."""
+    if "cancellations" not in tables:
+        return []
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        src = {}
+        for name in ("orders", "cancellations"):
+            source = tables[name]
+            if isinstance(source, pd.DataFrame):
+                con.register(f"input_{name}", source)
+                src[name] = f"input_{name}"
+            else:
+                src[name] = parquet_sql(source)
+        cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {src['orders']}").fetchall()]
+        purchase = "coalesce(o.status NOT IN ('cancelled', 'refund'), TRUE)" if "status" in cols else "TRUE"
+        at = f"TIMESTAMP '{pd.Timestamp(as_of).isoformat(sep=' ')}'"
+        rows = con.execute(f"""
+            WITH first_cancel AS (SELECT CAST(customer_id AS VARCHAR) AS customer_id, min(cancelled_at) AS t
+                                  FROM {src['cancellations']} WHERE cancelled_at < {at} GROUP BY 1)
+            SELECT DISTINCT f.customer_id FROM {src['orders']} o JOIN first_cancel f
+                ON CAST(o.customer_id AS VARCHAR) = f.customer_id
+            WHERE o.ordered_at > f.t AND o.ordered_at < {at}
+              AND o.ordered_at >= {at} - INTERVAL {int(active_window_days)} DAY AND {purchase}
+            ORDER BY 1""").fetchall()
+    finally:
+        con.close()
+    return [r[0] for r in rows]
+
+
+def features_for_scoring(tables: Mapping[str, Source], as_of: pd.Timestamp, *, config: FeatureConfig | None = None,
+                         channels: Sequence[str] | None = None) -> pd.DataFrame:
+    """The features of everyone scored at ``as_of``: the clients (``build_population``) and the
+    customers who cancelled and still order (``returning_customers``); any other customer who
+    cancelled is a former client, on neither list."""
+    config = config or FeatureConfig()
+    returning = returning_customers(tables, as_of, active_window_days=config.active_window_days)
+    population = None
+    if returning:
+        clients = build_population(tables, [as_of], active_window_days=config.active_window_days)["customer_id"]
+        ids = sorted(set(clients) | set(returning))
+        population = pd.DataFrame({"customer_id": ids, "cutoff": pd.Timestamp(as_of)})
+    return build_features(tables, [as_of], config=config, channels=channels, population=population)
 
 
 def nps_category(score: pd.Series) -> pd.Series:

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-GROUPS = ("purchases", "attention", "nps", "complaints", "bank", "lifecycle", "attributes", "calendar")
+from features.groups import GROUP_NAMES
+
+GROUPS = GROUP_NAMES  # declared with their tables, reasons and actions in features.groups
 # groups that move every client's risk alike at a cutoff: they shape the risk, they are never a reason
 NOT_A_REASON = ("calendar",)
 

@@ -1,10 +1,13 @@
 """Atomic file output: write to a temporary name in the target folder, then rename.
 
-A crash mid-write leaves the previous file intact, never half a file.
+A crash mid-write leaves the previous file intact, never half a file. Files get the mode a
+plain ``open()`` would give them under the user's umask (0644 under the usual 022), not the
+0600 of a temporary file, so colleagues can open a list that was shared with them.
 """
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -12,19 +15,40 @@ from pathlib import Path
 import pandas as pd
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where the system says it (Linux), else
+    by setting and restoring it."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp_path)`` then move the result onto ``path``."""
+    """Call ``write(tmp_path)`` then move the result onto ``path``, with mode 0666 & ~umask."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def copy_atomic(source: Path, path: Path) -> Path:
+    """Copy a file onto ``path`` atomically (the same mode rule as ``write_atomic``)."""
+    return write_atomic(Path(path), lambda tmp: shutil.copyfile(source, tmp))
 
 
 def write_frame(frame: pd.DataFrame, path: Path) -> Path:

@@ -373,14 +373,19 @@ def _print_training(result) -> None:
 @app.command()
 @_guarded
 def score(
-    out: Annotated[Path, typer.Option("--out", help="Folder for at_risk.parquet and at_risk.csv.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the lists and the report: the latest scoring at the top, "
+                                      "each scoring kept in OUT/history/<as_of>/.")],
     data: DataOpt = None,
     as_of: Annotated[Optional[str], typer.Option("--as-of", help="Score as of this ISO 8601 date (default: the end of the last day in the data); refused before the first order or more than one horizon after the data.")] = None,
     model: Annotated[Optional[str], typer.Option("--model", help="MLflow model URI (default: models:/<name>@champion).")] = None,
     config: ConfigOpt = None,
     home: HomeOpt = Path(".churn"),
 ):
-    """Score every client with the champion model and write the ranked at-risk list."""
+    """Score every client with the champion model; write the retention list (clients who can still be kept),
+    the win-back list (clients already lapsed), summary.json and report.html.
+
+    Exit code 2: a config error (an unknown key in score.actions ...), input that breaks the
+    contract, or no model to score with."""
     settings = _settings(config)
     home = prepare_environment(home)
     _preflight(home, out_dir=out)
@@ -397,9 +402,9 @@ def score(
         err.print(f"[red]cannot score:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from exc
     _warn(result.warnings)
-    console.print(f"{result.rows:,} clients scored as of {result.as_of.date()} with model version "
-                  f"{result.model_version}:", highlight=False)
-    for path in (result.html, result.xlsx, result.csv, result.parquet):
+    console.print(f"{result.rows:,} clients who can still be kept and {result.win_back_rows:,} on the win-back list, "
+                  f"as of {result.as_of.date()}, model version {result.model_version}:", highlight=False)
+    for path in (result.html, result.xlsx, result.csv, result.win_back_csv, result.summary):
         console.print(f"  {path}", highlight=False)
 
 
@@ -583,8 +588,9 @@ def demo(
 
     trained, scored = demo_flow(settings, home)
     _print_training(trained)
-    console.print(f"\nAt-risk list ({scored.rows:,} clients as of {scored.as_of.date()}):", highlight=False)
-    for path in (scored.html, scored.xlsx, scored.csv, scored.parquet):
+    console.print(f"\nRetention list ({scored.rows:,} clients as of {scored.as_of.date()}; {scored.win_back_rows:,} on the "
+                  "win-back list):", highlight=False)
+    for path in (scored.html, scored.xlsx, scored.csv, scored.win_back_csv):
         console.print(f"  {path}", highlight=False)
     console.print(f"Browse the run: mlflow ui --backend-store-uri {trained.tracking_uri}", highlight=False)
 

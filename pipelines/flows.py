@@ -53,6 +53,10 @@ class ScoreResult:
     as_of: pd.Timestamp
     model_version: str | None
     warnings: list[str] = field(default_factory=list)
+    win_back_parquet: Path | None = None
+    win_back_csv: Path | None = None
+    summary: Path | None = None
+    win_back_rows: int = 0
 
 
 @task(cache_policy=NO_CACHE)
@@ -214,11 +218,34 @@ def train_flow(data_dir: Path | None, settings: Settings, home: Path, tune_trial
                        frequency=plan.frequency)
 
 
+@task(cache_policy=NO_CACHE)
+def scoring_features_task(tables: dict, as_of: pd.Timestamp, config: FeatureConfig, channels: list[str]) -> pd.DataFrame:
+    return build.features_for_scoring(tables, as_of, config=config, channels=channels)
+
+
+@task(cache_policy=NO_CACHE)
+def lists_task(model, features: pd.DataFrame, as_of: pd.Timestamp, version: str | None, settings: Settings,
+               contractual: bool) -> score.Lists:
+    """The retention and win-back lists and the drivers across the base (``models.score.make_lists``)."""
+    s, horizon = settings.score, settings.labels.horizon_days
+    wanted = set(registry.input_columns(model)) | {"customer_id", "explain"}
+    return score.make_lists(
+        lambda frame: model.predict(registry.to_model_input(frame[[c for c in frame.columns if c in wanted]])),
+        features.drop(columns="cutoff"), as_of=as_of,
+        model_version=version, horizon_days=horizon, contractual=contractual, lapse=s.lapse_rule(horizon),
+        rule_with_cancellations=s.lapsed.with_cancellations, rank_by=s.rank_by, tiers=s.tiers.model_dump(),
+        actionable_share=s.actionable_share, explain_max=s.explain_max, explain_all=s.explain_all, actions=s.actions,
+        top_k=s.top_reasons,
+        risk_bounds=(s.risk_floor, s.risk_ceiling))
+
+
 @flow(name="score")
 def score_flow(data_dir: Path | None, out_dir: Path, settings: Settings, home: Path,
                as_of: pd.Timestamp | None = None, model_uri: str | None = None) -> ScoreResult:
-    """validate -> champion model -> features as of ``as_of`` -> ranked at-risk list with reasons
-    and actions (Parquet, CSV, Excel, HTML report) -> Prefect artifacts."""
+    """validate -> champion model -> features as of ``as_of`` -> the retention list (clients who can
+    still be kept: risk, reasons, actions) and the win-back list (lapsed clients) -> Parquet, CSV,
+    Excel, summary.json and the HTML report under ``out_dir/history/<as_of>/``, copied to
+    ``out_dir`` when it is the latest scoring there -> Prefect artifacts."""
     home, out_dir = Path(home), Path(out_dir)
     validated = validate_task(data_dir, settings, out_dir / "validation")
     tables = validated.sources  # a Parquet file clean as it is is read by the engine itself
@@ -227,40 +254,39 @@ def score_flow(data_dir: Path | None, out_dir: Path, settings: Settings, home: P
     registry.configure_tracking(home)
     model, version = registry.load_model(settings.registry.model_name, uri=model_uri)
     channels = build.channel_list(registry.input_columns(model))
-    features = features_task(tables, [as_of], settings.feature_config(), channels=channels)
-    s = settings.score
-    inputs = registry.to_model_input(features.drop(columns="cutoff"))
-    first = model.predict(inputs.assign(explain=False))
-    revenue = features["amount_365d"] if "amount_365d" in features else pd.Series(0.0, index=features.index)
-    wanted = score.rows_to_explain(first["risk"], revenue, rank_by=s.rank_by, actionable_share=s.actionable_share,
-                                   explain_all=s.explain_all)
-    scored = model.predict(inputs.assign(explain=wanted))
-    at_risk = score.build_at_risk(scored, features, as_of=as_of, model_version=version, rank_by=s.rank_by,
-                                  tiers=s.tiers.model_dump(), actionable_share=s.actionable_share,
-                                  explain_all=s.explain_all, actions=s.actions, top_k=s.top_reasons)
+    features = scoring_features_task(tables, as_of, settings.feature_config(), channels)
+    at_risk, win_back, drivers = lists_task(model, features, as_of, version, settings, build.is_contractual(tables))
     metrics = registry.version_metrics(settings.registry.model_name, version)
-    paths = report.write_outputs(at_risk, out_dir, model_version=version, metrics=metrics, as_of=as_of)
-    publish_artifacts(at_risk, as_of, version)
-    get_run_logger().info("scored %d clients as of %s -> %s", len(at_risk), as_of.date(), out_dir)
+    s = settings.score
+    paths = report.write_outputs(at_risk, out_dir, model_version=version, metrics=metrics, as_of=as_of,
+                                 win_back=win_back, drivers=drivers, horizon_days=settings.labels.horizon_days, currency=s.currency,
+                                 capacity=s.tiers.capacity, keep_history=s.history)
+    publish_artifacts(at_risk, win_back, as_of, version, s.currency)
+    get_run_logger().info("scored %d clients as of %s (%d on the win-back list) -> %s", len(at_risk), as_of.date(),
+                          len(win_back), paths["html"].parent)
     for warning in warnings:
         get_run_logger().warning(warning)
     return ScoreResult(parquet=paths["parquet"], csv=paths["csv"], xlsx=paths["xlsx"], html=paths["html"],
-                       rows=len(at_risk), as_of=as_of, model_version=version, warnings=warnings)
+                       rows=len(at_risk), as_of=as_of, model_version=version, warnings=warnings,
+                       win_back_parquet=paths["win_back_parquet"], win_back_csv=paths["win_back_csv"],
+                       summary=paths["summary"], win_back_rows=len(win_back))
 
 
-def publish_artifacts(at_risk: pd.DataFrame, as_of: pd.Timestamp, version: str | None, top: int = 20) -> None:
+def publish_artifacts(at_risk: pd.DataFrame, win_back: pd.DataFrame, as_of: pd.Timestamp, version: str | None,
+                      currency: str, top: int = 20) -> None:
     """The top of the list and a summary as Prefect artifacts (visible in the Prefect UI)."""
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-    head = at_risk.head(top)[["rank", "customer_id", "risk", "tier", "reason_1", "action"]]
-    rows = [{k: (round(v, 4) if isinstance(v, float) else ("" if v is None else str(v))) for k, v in r.items()}
-            for r in head.to_dict("records")]
+    head = at_risk.head(top)[["rank", "customer_id", "risk_in_words", "tier", "reason_1", "action_key"]]
+    rows = [{k: ("" if v is None or v is pd.NA else str(v)) for k, v in r.items()} for r in head.to_dict("records")]
     create_table_artifact(key="at-risk-top", table=rows, description=f"Top {top} clients at risk as of {as_of.date()}")
-    stages = report.stage_summary(at_risk)
-    lines = [f"# At-risk list as of {as_of.date()} (model version {version})", "",
-             f"- clients scored: {len(at_risk):,}", f"- high tier: {int((at_risk['tier'] == 'high').sum()):,}",
+    stages = report.stage_summary(at_risk, win_back).fillna("")
+    lines = [f"# Retention list as of {as_of.date()} (model version {version})", "",
+             f"- clients who can still be kept: {len(at_risk):,}",
+             f"- high tier: {int((at_risk['tier'] == 'high').sum()):,}",
              f"- expected to leave within the horizon: {at_risk['risk'].sum():,.0f}",
-             f"- value at risk: {at_risk['value_at_risk'].sum():,.0f}", "", markdown_table(stages)]
+             f"- value at risk: {report.money(float(at_risk['value_at_risk'].sum()), currency)}",
+             f"- win-back list (lapsed clients): {len(win_back):,}", "", markdown_table(stages)]
     create_markdown_artifact(key="at-risk-summary", markdown="\n".join(lines))
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from features.config import FeatureConfig
 from features.inputs.config import SourceConfig, ValidationConfig
@@ -58,20 +58,67 @@ class RegistrySettings(_Section):
 
 
 class TierSettings(_Section):
-    mode: str = Field("thresholds", pattern="^(thresholds|capacity)$", description="by calibrated risk, or by outreach capacity")
+    mode: str = Field("share", pattern="^(share|capacity|thresholds)$",
+                      description="share of the list (default), outreach capacity, or calibrated risk thresholds")
+    high_share: float = Field(0.3, gt=0, le=1, description="share mode: the first 30% of the list are high")
+    medium_share: float = Field(0.3, ge=0, le=1, description="share mode: the next 30% are medium, the rest low")
     high: float = Field(0.5, ge=0, le=1, description="risk at or above this is high (thresholds mode)")
     medium: float = Field(0.2, ge=0, le=1, description="risk at or above this is medium (thresholds mode)")
-    capacity: int = Field(500, gt=0, description="capacity mode: the first N are high, the next N medium")
+    capacity: int = Field(500, gt=0, description="clients the team can call per cycle: the report's 'call first'; "
+                                                 "capacity mode: the first N are high, the next N medium")
+
+    @model_validator(mode="after")
+    def _shares(self) -> "TierSettings":
+        if self.high_share + self.medium_share > 1:
+            raise ValueError("tiers.high_share + tiers.medium_share must be at most 1")
+        return self
+
+
+class LapseSettings(_Section):
+    """When a client has already lapsed (goes to the win-back list): see models.score.LapseRule."""
+    enabled: bool = Field(True, description="false: every client stays on the retention list")
+    order_gaps: float = Field(3.0, gt=0, description="no order for longer than max(this x their usual gap, the horizon)")
+    silence_gaps: float = Field(1.0, gt=0, description="nothing from them at all for longer than max(this x their usual gap, min_silence_days)")
+    min_silence_days: float = Field(30.0, ge=0)
+    p_alive_below: float = Field(0.1, ge=0, le=1, description="BG/NBD probability of being alive below this (0 = off)")
+    with_cancellations: bool = Field(False, description="apply the rule on data with a cancellations table too")
 
 
 class ScoreSettings(_Section):
     top_reasons: int = Field(3, ge=1, le=3)
     rank_by: str = Field("risk", pattern="^(risk|value_at_risk)$", description="rank the list by risk or by value at risk")
     tiers: TierSettings = TierSettings()
+    lapsed: LapseSettings = LapseSettings()
+    risk_floor: float = Field(0.01, gt=0, lt=0.5, description="no client reads a risk below this ...")
+    risk_ceiling: float = Field(0.99, gt=0.5, lt=1, description="... or above this")
+    currency: str = Field("EUR", pattern="^[A-Z]{3}$", description="ISO 4217 code of the order amounts")
+    history: bool = Field(True, description="keep each scoring in OUT/history/<as_of>/ and show what changed")
     actionable_share: float = Field(0.2, gt=0, le=1, description="reasons in words for this top share of the list")
+    explain_max: int = Field(50_000, gt=0, description="... for at most this many clients (the spreadsheet's rows)")
     explain_all: bool = Field(False, description="reasons in words for every client")
-    actions: dict[str, str] = Field(default_factory=dict, description="overrides of models.reasons.DEFAULT_ACTIONS by reason key")
+    actions: dict[str, str] = Field(default_factory=dict, description="overrides of the actions' words by key")
     out_dir: Optional[Path] = Field(None, description="where the scheduled scoring writes (OUT/history/<as_of>/, the latest at OUT/); relative to the folder the command runs in")
+
+    @field_validator("actions")
+    @classmethod
+    def _known_actions(cls, value: dict[str, str]) -> dict[str, str]:
+        from features.groups import ACTION_KEYS
+
+        unknown = sorted(set(value) - set(ACTION_KEYS))
+        if unknown:
+            raise ValueError(f"unknown action key(s) {', '.join(unknown)}: use {', '.join(ACTION_KEYS)}")
+        empty = sorted(k for k, v in value.items() if not str(v).strip())
+        if empty:
+            raise ValueError(f"empty text for action key(s) {', '.join(empty)}")
+        return value
+
+    def lapse_rule(self, horizon_days: int):
+        """The lapse rule of ``models.score`` with the label horizon."""
+        from models.score import LapseRule
+
+        s = self.lapsed
+        return LapseRule(order_gaps=s.order_gaps, silence_gaps=s.silence_gaps, min_silence_days=s.min_silence_days,
+                         p_alive_below=s.p_alive_below, horizon_days=horizon_days, enabled=s.enabled)
 
 
 class ScheduleSettings(_Section):

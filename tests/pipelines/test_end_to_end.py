@@ -29,6 +29,8 @@ def test_training_learns_and_registers_a_champion(trained):
 
 
 def test_scoring_writes_a_ranked_complete_list(trained, data_dir, settings, tmp_path):
+    from features.build import build_population
+    from features.inputs import load_data
     from pipelines.flows import score_flow
 
     _, home = trained
@@ -36,16 +38,57 @@ def test_scoring_writes_a_ranked_complete_list(trained, data_dir, settings, tmp_
     at_risk = pd.read_parquet(result.parquet)
     csv = pd.read_csv(result.csv)
     assert len(at_risk) == len(csv) == result.rows > 0
-    # every client at the scoring date, once, ranked by risk
+    # every client at the scoring date, once, ranked by risk; with cancellations nobody is
+    # lapsed by silence, and a client who cancelled is in neither list
+    tables = load_data(data_dir).tables
+    population = build_population(tables, [result.as_of])
+    assert set(at_risk["customer_id"]) == set(population["customer_id"]) and result.win_back_rows == 0
+    cancelled = tables["cancellations"].loc[tables["cancellations"]["cancelled_at"] < result.as_of, "customer_id"]
+    assert not at_risk["customer_id"].isin(cancelled).any() and len(cancelled)
     assert at_risk["customer_id"].is_unique
     assert at_risk["rank"].tolist() == list(range(1, len(at_risk) + 1))
-    assert at_risk["risk"].is_monotonic_decreasing and at_risk["risk"].between(0, 1).all()
+    assert at_risk["risk"].between(0.01, 0.99).all() and (at_risk["risk"] > 0).all() and (at_risk["risk"] < 1).all()
+    assert at_risk["risk_in_words"].str.fullmatch(r"\d{1,2}% within 90 days").all()
+    assert (at_risk["tier"] == "high").mean() <= 0.3
     assert at_risk["model_version"].eq("1").all()
     top = at_risk.head(int(0.2 * len(at_risk)))
-    assert top["reason_1"].notna().all() and top["action"].notna().all()
-    for path in (result.xlsx, result.html):
+    assert top["reason_1"].notna().all() and top["action"].notna().all() and top["action_key"].notna().all()
+    assert not at_risk["reason_group_1"].isin(["attributes"]).any() and at_risk["profile"].notna().all()
+    assert not at_risk["action_key"].isin(["win_back"]).any()
+    for path in (result.xlsx, result.html, result.summary, result.win_back_csv):
         assert path.stat().st_size > 0
-    assert not list(tmp_path.glob("out/.*.tmp"))
+    assert (tmp_path / "out" / "history" / result.as_of.strftime("%Y-%m-%d") / "at_risk.parquet").is_file()
+    assert not list(tmp_path.glob("out/**/.*.tmp"))
+
+
+def test_without_cancellations_the_lapsed_clients_are_on_the_win_back_list(trained, data_dir, settings, tmp_path):
+    """The same company as a business without contracts (no cancellations table), scored twice a
+    week apart: two disjoint lists that together hold every client, and what changed."""
+    import shutil
+
+    from features.build import build_population
+    from features.inputs import load_data
+    from pipelines.flows import score_flow
+
+    _, home = trained
+    folder = tmp_path / "no-contracts"
+    shutil.copytree(data_dir, folder, ignore=shutil.ignore_patterns("cancellations.*", "truth.*"))
+    out = tmp_path / "out"
+    last = score_flow(folder, out, settings, home)
+    earlier = score_flow(folder, out, settings, home, as_of=last.as_of - pd.Timedelta(days=7))
+    assert earlier.parquet.parent.name == (last.as_of - pd.Timedelta(days=7)).strftime("%Y-%m-%d")  # kept, not the latest
+    last = score_flow(folder, out, settings, home)  # the latest again: compared with the week before
+    at_risk, win_back = pd.read_parquet(last.parquet), pd.read_parquet(last.win_back_parquet)
+    assert last.parquet == out / "at_risk.parquet" and len(win_back) == last.win_back_rows > 0
+    population = build_population(load_data(folder).tables, [last.as_of])
+    assert set(at_risk["customer_id"]).isdisjoint(win_back["customer_id"])
+    assert set(at_risk["customer_id"]) | set(win_back["customer_id"]) == set(population["customer_id"])
+    assert (win_back["lifecycle_stage"] == "former").all() and (win_back["action_key"] == "win_back").all()
+    assert win_back["value_per_year"].is_monotonic_decreasing and win_back["reason_1"].str.startswith(("No order", "Nothing")).all()
+    assert at_risk["risk_change"].notna().mean() > 0.8 and at_risk["new_high_tier"].notna().all()
+    summary = __import__("json").loads(last.summary.read_text())
+    assert summary["previous_as_of"] == (last.as_of - pd.Timedelta(days=7)).strftime("%Y-%m-%d")
+    assert summary["win_back_clients"] == len(win_back) and summary["entered_high_tier"] is not None
 
 
 def test_cli_validate_reports_fatal_problems_with_exit_code_2(tmp_path):
