@@ -71,9 +71,8 @@ def main() -> None:
     dates = pd.date_range(args.train_end, "2025-10-01", freq="MS")
     for name, data in (("untouched", full), ("stops its outbound touches from " + args.stop, stopped)):
         lists = work / f"lists-{data.name}"
-        for day in dates:
-            score_flow(data, lists / "history" / str(day.date()), settings, home, as_of=day)
-        shutil.copy(lists / "history" / str(dates[-1].date()) / "at_risk.parquet", lists / "at_risk.parquet")
+        for day in dates:  # each scoring is kept in lists/history/<as_of>/
+            score_flow(data, lists, settings, home, as_of=day)
         result = monitor_flow(data, lists, settings, home)
         doc = result.report
         flagged = [k for k, d in doc["drift"].items() if d["flag"]]

@@ -105,6 +105,22 @@ def reference_profile(features: pd.DataFrame, risk: np.ndarray | None, *, bins: 
             "score": None if risk is None else column_profile(pd.Series(np.asarray(risk, dtype=float)), bins)}
 
 
+def retention_reference(test: pd.DataFrame, feature_cols: list[str], risk: np.ndarray | None, *, lapse,
+                        contractual: bool, rule_with_cancellations: bool = False) -> dict:
+    """The training reference as monitoring compares a list with it: the features of every
+    client at the test cutoff (the monitor builds them for everyone at the list's date too),
+    and the risk of those the lapse rule keeps on the retention list (a later list holds only
+    them; the win-back list carries no risk)."""
+    from models.score import split_lists
+
+    if risk is not None and len(risk) == len(test):
+        kept = pd.isna(split_lists(test, lapse, contractual=contractual, rule_with_cancellations=rule_with_cancellations))
+        risk = np.asarray(risk, dtype=float)[np.asarray(kept, dtype=bool)]
+    else:
+        risk = None
+    return reference_profile(test[feature_cols], risk)
+
+
 def drift(reference: dict, features: pd.DataFrame, risk: np.ndarray, *, psi_warn: float = 0.1,
           psi_alert: float = 0.2) -> tuple[dict, dict]:
     """Per feature ``{"psi", "flag", "warn", "reference": "train", "method": "psi"}`` (``flag``:

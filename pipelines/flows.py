@@ -194,8 +194,10 @@ def train_flow(data_dir: Path | None, settings: Settings, home: Path, tune_trial
                  **{f"metrics_by_{k}.csv": v for k, v in report.breakdowns.items()}}
     if backtest is not None:
         artifacts["backtest.csv"] = backtest
-    artifacts[registry.REFERENCE_ARTIFACT] = monitor.to_json(monitor.reference_profile(
-        test[feature_cols], report.test_scores["risk"].to_numpy() if len(report.test_scores) == len(test) else None))
+    artifacts[registry.REFERENCE_ARTIFACT] = monitor.to_json(monitor.retention_reference(
+        test, feature_cols, report.test_scores["risk"].to_numpy() if len(report.test_scores) == len(test) else None,
+        lapse=settings.score.lapse_rule(settings.labels.horizon_days), contractual=contractual,
+        rule_with_cancellations=settings.score.lapsed.with_cancellations))
     tracking_uri = registry.configure_tracking(home)
     logged = registry.log_training_run(
         report, experiment=settings.registry.experiment, model_name=settings.registry.model_name, home=home,

@@ -15,12 +15,12 @@ DATES = ("2025-07-01", "2025-09-01")
 
 
 def _score_into_history(data_dir, settings, home, lists):
-    """Two scorings kept as `churn score` keeps them: lists/history/<as_of>/, the latest at lists/."""
+    """Two scorings into one folder: `churn score` keeps each in lists/history/<as_of>/."""
     from pipelines.flows import score_flow
 
     for day in DATES:
-        score_flow(data_dir, lists / "history" / day, settings, home, as_of=pd.Timestamp(day))
-    shutil.copy(lists / "history" / DATES[-1] / "at_risk.parquet", lists / "at_risk.parquet")
+        score_flow(data_dir, lists, settings, home, as_of=pd.Timestamp(day))
+    assert sorted(p.name for p in (lists / "history").iterdir()) == list(DATES)
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ def _stop(proc: subprocess.Popen, sig=signal.SIGINT) -> None:
     if proc.poll() is None:
         os.killpg(proc.pid, sig)
         try:
-            proc.wait(30)
+            proc.wait(120)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
