@@ -25,8 +25,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _stop(proc: subprocess.Popen, sig=signal.SIGINT) -> None:
-    """Stop a process group started by the test (SIGINT first: `churn serve` pauses its schedules)."""
+def _stop(proc: subprocess.Popen, sig=signal.SIGTERM) -> None:
+    """Stop a process group started by the test (SIGTERM first: `churn serve` pauses its schedules)."""
     if proc.poll() is None:
         os.killpg(proc.pid, sig)
         try:
@@ -123,8 +123,9 @@ def test_serve_schedules_and_chains_train_score_monitor(server, sim_data, tmp_pa
     finally:
         _stop(served)
     # stopping `churn serve` pauses its schedules (nothing piles up while nobody serves them)
-    paused = _query(server, lambda client: client.read_deployments())
-    assert all(d.paused for d in paused)
+    async def all_paused(client):
+        return all(d.paused for d in await client.read_deployments()) or None
+    assert _wait(server, all_paused, 60), "the schedules were not paused when churn serve stopped"
 
 
 def _output(proc: subprocess.Popen) -> str:
