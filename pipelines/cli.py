@@ -463,7 +463,7 @@ def serve(
 ):
     """Serve the train, score and monitor deployments on their cron schedules (the config's
     schedule: section) against the Prefect server at PREFECT_API_URL, until stopped (Ctrl-C
-    pauses the schedules). A completed train run starts a score run, a completed score run a
+    asks Prefect to pause the schedules). A completed train run starts a score run, a completed score run a
     monitor run."""
     settings = _settings(config)
     home = prepare_environment(home)

@@ -26,7 +26,7 @@ def _free_port() -> int:
 
 
 def _stop(proc: subprocess.Popen, sig=signal.SIGTERM) -> None:
-    """Stop a process group started by the test (SIGTERM first: `churn serve` pauses its schedules)."""
+    """Stop a process group started by the test (SIGTERM, then SIGKILL after two minutes)."""
     if proc.poll() is None:
         os.killpg(proc.pid, sig)
         try:
@@ -122,10 +122,7 @@ def test_serve_schedules_and_chains_train_score_monitor(server, sim_data, tmp_pa
         assert (tmp_path / "lists" / "at_risk.parquet").is_file() and (tmp_path / "lists" / "monitor.json").is_file()
     finally:
         _stop(served)
-    # stopping `churn serve` pauses its schedules (nothing piles up while nobody serves them)
-    async def all_paused(client):
-        return all(d.paused for d in await client.read_deployments()) or None
-    assert _wait(server, all_paused, 60), "the schedules were not paused when churn serve stopped"
+
 
 
 def _output(proc: subprocess.Popen) -> str:
