@@ -457,11 +457,7 @@ def _screen_files(raw: dict, present: list[str], data_end: pd.Timestamp, source:
     with options (a format, a zone, order lines, credit notes, id normalisation) is changed
     by validation, so it is never clean as it is. Cancellations are clean as they are only
     when the orders are too and no cancellation precedes its customer's first order."""
-    where = {"file", "table", "query"}
-    default = TableSource().model_dump(exclude=where)
-    plain = not (source.ids.strip_leading_zeros or source.ids.lower_case or source.ids.strip_decimal_zero)
-    files = {t: raw[t] for t in present if isinstance(raw[t], ParquetFile) and plain
-             and source.table(t).model_dump(exclude=where) == default}
+    files = read_as_is(raw, present, source)
     out = {}
     if files:
         with duckdb.connect() as con:
@@ -480,6 +476,16 @@ def _screen_files(raw: dict, present: list[str], data_end: pd.Timestamp, source:
                     con, parquet_sql(files["cancellations"].path), parquet_sql(files["orders"].path))):
                 del out["cancellations"]  # the row-by-row path names those rows
     return out
+
+
+def read_as_is(raw: dict, present: list[str], source: SourceConfig) -> dict[str, ParquetFile]:
+    """The tables given as ``ParquetFile`` and read with no option that changes them (a format,
+    a zone, order lines, credit notes, id normalisation): the ones that may be clean as they are."""
+    where = {"file", "table", "query"}
+    default = TableSource().model_dump(exclude=where)
+    plain = not (source.ids.strip_leading_zeros or source.ids.lower_case or source.ids.strip_decimal_zero)
+    return {t: raw[t] for t in present if isinstance(raw[t], ParquetFile) and plain
+            and source.table(t).model_dump(exclude=where) == default}
 
 
 _FIRST_ORDERS = """SELECT customer_id AS id, min(ordered_at) AS first FROM {orders}
