@@ -295,16 +295,17 @@ def features(
         if ahead is not None and not same_sources(result.sources, guess):
             ahead.cancel()
             ahead = None  # built from files the validation changed: built again below from what it kept
-    _warn(gate_warnings(result))
+        # (while the engine may still run) the gate's warnings and the dates the data can describe
+        _warn(gate_warnings(result))
+        try:  # with --labels, a cutoff whose label window is not observed is left out (and named) instead
+            for c in [] if labels else cutoffs:
+                _warn(check_as_of(result.sources, c, settings.labels.horizon_days, name="--cutoff"))
+        except ValueError as exc:
+            err.print(f"[red]{exc}[/red]", highlight=False)
+            raise typer.Exit(2) from exc
+        for group, why in skipped_groups(result.sources).items():
+            err.print(f"[yellow]skipped feature group {group}:[/yellow] {why}")
     # the engine reads a Parquet file that is clean as it is itself: no pandas round trip
-    try:  # with --labels, a cutoff whose label window is not observed is left out (and named) instead
-        for c in [] if labels else cutoffs:
-            _warn(check_as_of(result.sources, c, settings.labels.horizon_days, name="--cutoff"))
-    except ValueError as exc:
-        err.print(f"[red]{exc}[/red]", highlight=False)
-        raise typer.Exit(2) from exc
-    for group, why in skipped_groups(result.sources).items():
-        err.print(f"[yellow]skipped feature group {group}:[/yellow] {why}")
     table = ahead.result() if ahead is not None else build(result.sources, True)
     if labels:
         kept = sorted(table["cutoff"].unique()) if len(table) else []
