@@ -18,7 +18,7 @@ from features.catalogue import catalogue_frame, feature_group
 from features.config import FeatureConfig
 from features.inputs import (ContractError, ValidatedData, describe_source, format_summary, gate_warnings,
                              validate_source, write_quarantine)
-from models import candidates, evaluate, history, lineage, monitor, registry, report, score, train
+from models import backfill, candidates, evaluate, history, lineage, monitor, registry, report, score, train
 from models.card import markdown_table, model_card
 from pipelines.settings import Settings
 
@@ -313,6 +313,44 @@ def publish_artifacts(at_risk: pd.DataFrame, win_back: pd.DataFrame, as_of: pd.T
              f"- value at risk: {report.money(float(at_risk['value_at_risk'].sum()), currency)}",
              f"- win-back list (lapsed clients): {len(win_back):,}", "", markdown_table(stages)]
     create_markdown_artifact(key="at-risk-summary", markdown="\n".join(lines))
+
+
+@dataclass
+class BackfillResult:
+    outcomes: list[backfill.DateOutcome]
+
+    @property
+    def scored(self) -> list[ScoreResult]:
+        return [o.result for o in self.outcomes if o.scored]
+
+    @property
+    def skipped(self) -> dict[str, str]:
+        return {str(o.as_of.date()): o.reason for o in self.outcomes if not o.scored}
+
+
+@flow(name="backfill")
+def backfill_flow(data_dir: Path | None, out_dir: Path, settings: Settings, home: Path, dates: list[pd.Timestamp],
+                  model_uri: str | None = None) -> BackfillResult:
+    """validate once -> each date oldest first (``models.backfill.run_backfill``): the as-of
+    rules (a refused date is skipped with its reason), then the score flow's steps with the
+    validated input (features as of the date, lists, the set into ``out_dir/history/<as_of>/``;
+    the latest date ends at ``out_dir``)."""
+    home, out_dir = Path(home), Path(out_dir)
+    validated = validate_task(data_dir, settings, home / "validation" / "backfill")
+    logger = get_run_logger()
+
+    def progress(i: int, n: int, o: backfill.DateOutcome) -> None:
+        if o.scored:
+            logger.info("backfill %d/%d: %s scored, %d clients -> %s", i, n, o.as_of.date(), o.result.rows,
+                        o.result.parquet.parent)
+        else:
+            logger.warning("backfill %d/%d: %s skipped: %s", i, n, o.as_of.date(), o.reason)
+    outcomes = backfill.run_backfill(
+        dates, check=lambda day: labels.check_as_of(validated.sources, day, settings.labels.horizon_days),
+        score=lambda day: score_flow.fn(data_dir, out_dir, settings, home, as_of=day, model_uri=model_uri,
+                                        validated=validated),
+        progress=progress)
+    return BackfillResult(outcomes)
 
 
 def _flow_run_id() -> str | None:
