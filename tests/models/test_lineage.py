@@ -81,6 +81,6 @@ def test_what_was_written_is_listed_with_sizes_and_hashes(tmp_path):
     assert written["folder"] == "history/2025-06-02"
     assert written["files"] == [
         {"path": "at_risk.csv", "bytes": 23, "sha256": sha(tmp_path / "at_risk.csv")},
-        {"path": "validation/validation_summary.csv", "bytes": 14,
+        {"path": "validation/validation_summary.csv", "bytes": 13,
          "sha256": sha(tmp_path / "validation" / "validation_summary.csv")}]
     assert "at_risk.csv" in lineage.markdown(json.loads(path.read_text()))
