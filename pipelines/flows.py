@@ -346,7 +346,8 @@ def backfill_flow(data_dir: Path | None, out_dir: Path, settings: Settings, home
         else:
             logger.warning("backfill %d/%d: %s skipped: %s", i, n, o.as_of.date(), o.reason)
     outcomes = backfill.run_backfill(
-        dates, check=lambda day: labels.check_as_of(validated.sources, day, settings.labels.horizon_days),
+        dates,
+        check=lambda day: labels.check_as_of(validated.sources, day, settings.labels.horizon_days, name="date"),
         score=lambda day: score_flow.fn(data_dir, out_dir, settings, home, as_of=day, model_uri=model_uri,
                                         validated=validated),
         progress=progress)
