@@ -397,6 +397,9 @@ def score(
     try:
         result = score_flow(folder, Path(out).resolve(), settings, home, as_of=when, model_uri=model)
     except ContractError as exc:
+        if (Path(out) / "validation-rejected").is_dir():
+            err.print(f"The quarantine of this input is in {Path(out) / 'validation-rejected'}; the lists in {out} "
+                      "are unchanged.", highlight=False)
         _contract_errors(exc)
     except (LookupError, ValueError) as exc:
         err.print(f"[red]cannot score:[/red] {exc}", highlight=False)

@@ -100,3 +100,24 @@ def test_a_list_and_its_model_are_traced_to_their_data(trained, sim_data, e2e_se
                           (tmp_path / "lineage.json").read_text())
     assert artifact["kind"] == "train" and artifact["model"]["version"] == train.version
     assert artifact["wrote"]["model_uri"] == train.model_uri and "model_card.md" in artifact["wrote"]["artifacts"]
+
+
+def test_an_input_the_gate_stops_leaves_the_lists_and_shows_its_quarantine(trained, sim_data, config, tmp_path):
+    import shutil
+
+    _, home = trained
+    out = tmp_path / "out"
+    assert run("score", "--data", sim_data, "--out", out, "--as-of", "2025-09-01", "--config", config,
+               "--home", home).exit_code == 0
+    before = {p.relative_to(out).as_posix(): sha(p) for p in out.rglob("*") if p.is_file()}
+    broken = tmp_path / "broken"
+    shutil.copytree(sim_data, broken)
+    orders = pd.read_parquet(broken / "orders.parquet")
+    orders.loc[orders.index[: len(orders) // 2], "amount"] = -1.0  # half the orders quarantined: the gate stops it
+    orders.to_parquet(broken / "orders.parquet", index=False)
+    result = run("score", "--data", broken, "--out", out, "--config", config, "--home", home)
+    assert result.exit_code == 2 and "validation-rejected" in result.output, result.output
+    assert {p.relative_to(out).as_posix(): sha(p) for p in out.rglob("*") if p.is_file()
+            and "validation-rejected" not in p.parts} == before
+    assert (out / "validation-rejected" / "quarantine_orders.csv").is_file()
+    assert not [p for p in out.iterdir() if p.name.startswith(".staging-")]
