@@ -254,9 +254,9 @@ def score_flow(data_dir: Path | None, out_dir: Path, settings: Settings, home: P
                validated: ValidatedData | None = None) -> ScoreResult:
     """validate -> champion model -> features as of ``as_of`` -> the retention list (clients who can
     still be kept: risk, reasons, actions) and the win-back list (lapsed clients) -> Parquet, CSV,
-    Excel, summary.json and the HTML report under ``out_dir/history/<as_of>/``, copied to
-    ``out_dir`` when it is the latest scoring there, all as one set with the validation report
-    and lineage.json (``models.history``) -> Prefect artifacts. ``validated``: an input
+    Excel, summary.json, the HTML report, lineage.json and the validation report, published
+    as one set into ``out_dir/history/<as_of>/`` and shown at ``out_dir`` when it is the latest
+    scoring there (``models.history``) -> Prefect artifacts. ``validated``: an input
     already validated (a backfill validates once), its report copied into the set."""
     home, out_dir = Path(home), Path(out_dir)
     staging = history.open_staging(out_dir)  # the set is built here and published as one
