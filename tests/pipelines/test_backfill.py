@@ -18,7 +18,7 @@ DATES = ["2025-06-02", "2025-06-30", "2025-07-28"]
 @pytest.fixture(scope="module")
 def config(tmp_path_factory):
     path = tmp_path_factory.mktemp("cfg") / "config.yaml"
-    path.write_text("registry: {model_name: e2e, experiment: e2e}\n")
+    path.write_text("registry: {model_name: e2e, experiment: e2e-backfill}\n")  # its own monitoring runs
     return path
 
 
