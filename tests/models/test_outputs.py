@@ -246,3 +246,21 @@ def test_a_failed_validation_keeps_the_set_and_shows_the_quarantine_beside_it(tm
     assert history.keep_rejected(staging, tmp_path) == tmp_path / "validation-rejected"
     assert (tmp_path / "validation-rejected" / "quarantine_orders.csv").is_file() and not staging.exists()
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+
+
+def test_without_rename_exchange_a_kept_date_is_replaced_by_two_renames(tmp_path, monkeypatch):
+    """File systems without RENAME_EXCHANGE (NFS, macOS): the kept folder is moved aside,
+    the new one moved in; a run killed between the two is repaired by the next (tested above)."""
+    from models import history
+
+    monkeypatch.setattr(history, "exchange", lambda a, b: False)
+    (tmp_path / "validation").mkdir()  # a folder written by an earlier version
+    at_risk, win_back = lists()
+    write_outputs(at_risk, tmp_path, model_version="2", metrics={}, as_of=AS_OF, win_back=win_back)
+    (tmp_path / "history" / "2025-10-20" / "monitor.json").write_text("{}")
+    paths = write_outputs(at_risk, tmp_path, model_version="3", metrics={}, as_of=AS_OF, win_back=win_back)
+    assert json.loads(paths["summary"].read_text())["model_version"] == "3"
+    assert (tmp_path / "history" / "2025-10-20" / "monitor.json").is_file()
+    assert (tmp_path / "validation").is_symlink()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith((".staging-", ".replaced-", ".set-"))
+                or p.name.endswith(".tmp")]
