@@ -170,6 +170,16 @@ def log_training_run(report, *, experiment: str, model_name: str, home: Path, pa
                        tracking_uri=shown_uri(mlflow.get_tracking_uri()), gate=decision)
 
 
+def record_lineage(run_id: str, doc: dict) -> None:
+    """A run's lineage (``models.lineage``) as ``lineage.*`` tags and the artifact ``lineage.json``."""
+    from models.lineage import mlflow_tags
+
+    client = MlflowClient()
+    for key, value in mlflow_tags(doc).items():
+        client.set_tag(run_id, key, value)
+    client.log_text(run_id, run_json(doc), "lineage.json")
+
+
 def log_trials(trials: pd.DataFrame, *, experiment: str, home: Path) -> str:
     """A hyper-parameter search as a parent run with one nested run per trial; returns the parent's id."""
     experiment_id = ensure_experiment(experiment, home)

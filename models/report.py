@@ -786,37 +786,63 @@ def _empty_win_back() -> pd.DataFrame:
 def write_outputs(at_risk: pd.DataFrame, out_dir: Path, *, model_version: str | None, metrics: dict | None,
                   as_of: pd.Timestamp, win_back: pd.DataFrame | None = None, horizon_days: int = 90,
                   currency: str = "EUR", capacity: int = 500, keep_history: bool = True,
-                  drivers: pd.DataFrame | None = None) -> dict[str, Path]:
-    """Both lists (Parquet, CSV; one workbook with a sheet each), ``summary.json`` and
-    ``report.html``. With ``keep_history`` the files go to ``out_dir/history/<as_of>/`` and
-    are copied to ``out_dir`` when this is the latest scoring there; the lists carry the
-    changes against the previous scoring kept in the folder. Returns the paths a person opens
-    (in ``out_dir`` when this is the latest scoring, else in its history folder)."""
+                  drivers: pd.DataFrame | None = None, staging: Path | None = None,
+                  lineage: dict | None = None) -> dict[str, Path]:
+    """Both lists (Parquet, CSV; one workbook with a sheet each), ``summary.json``,
+    ``report.html`` and ``lineage.json``, published as one set (``models.history``): built in
+    ``staging`` (a folder from ``history.open_staging(out_dir)`` that may already hold the
+    ``validation/`` report; one is opened when None), then moved to
+    ``out_dir/history/<as_of>/`` and shown at ``out_dir`` when this is the latest scoring
+    there (with ``keep_history`` false: shown at ``out_dir`` without a history folder). The
+    lists carry the changes against the previous scoring kept in the folder. ``lineage``: the
+    document of ``models.lineage.lineage`` (what was read, the model, the settings hash);
+    the files written are added to it. Returns the paths a person opens (in ``out_dir`` when
+    this is the latest scoring, else in its history folder), ``"lineage"`` included."""
+    from models import lineage as lineage_doc
     from models.score import compare_with_previous
 
     out_dir = Path(out_dir)
     as_of = pd.Timestamp(as_of)
-    win_back = win_back if win_back is not None else _empty_win_back()
-    previous_dir = history.previous_scoring(out_dir, as_of) if keep_history else None
-    previous = history.read_lists(previous_dir)
-    at_risk, win_back = compare_with_previous(at_risk, win_back, previous)
-    target = history.history_dir(out_dir, as_of) if keep_history else out_dir
-    _, left = high_tier_changes(at_risk, win_back, previous)
-    facts = summarise(at_risk, win_back, as_of=as_of, model_version=model_version, horizon_days=horizon_days,
-                      currency=currency, previous_as_of=previous_dir.name if previous_dir else None, left_high=len(left))
-    paths = {
-        "parquet": write_frame(at_risk, target / "at_risk.parquet"),
-        "csv": write_csv(at_risk, target / "at_risk.csv"),
-        "win_back_parquet": write_frame(win_back, target / "win_back.parquet"),
-        "win_back_csv": write_csv(win_back, target / "win_back.csv"),
-        "xlsx": write_excel({"at risk": at_risk, "win back": win_back}, target / "at_risk.xlsx", currency=currency,
-                            notes=[f"As of {facts['as_of']}; risk = probability of becoming a former client within "
-                                   f"{horizon_days} days; values in {currency}."]),
-        "html": write_html(at_risk, target / "report.html", model_version=model_version, metrics=metrics, as_of=as_of,
-                           win_back=win_back, horizon_days=horizon_days, currency=currency, capacity=capacity,
-                           previous=previous, previous_as_of=facts["previous_as_of"], drivers=drivers),
-        "summary": write_atomic(target / "summary.json", lambda tmp: tmp.write_text(strict_json(facts), encoding="utf-8")),
-    }
-    if keep_history and history.is_latest(out_dir, as_of):
-        return history.publish_latest(paths, out_dir)
-    return paths
+    own = staging is None
+    staging = history.open_staging(out_dir) if own else Path(staging)
+    try:
+        win_back = win_back if win_back is not None else _empty_win_back()
+        previous_dir = history.previous_scoring(out_dir, as_of) if keep_history else None
+        previous = history.read_lists(previous_dir)
+        at_risk, win_back = compare_with_previous(at_risk, win_back, previous)
+        _, left = high_tier_changes(at_risk, win_back, previous)
+        facts = summarise(at_risk, win_back, as_of=as_of, model_version=model_version, horizon_days=horizon_days,
+                          currency=currency, previous_as_of=previous_dir.name if previous_dir else None,
+                          left_high=len(left))
+        writers = {
+            "parquet": lambda: write_frame(at_risk, staging / "at_risk.parquet"),
+            "csv": lambda: write_csv(at_risk, staging / "at_risk.csv"),
+            "win_back_parquet": lambda: write_frame(win_back, staging / "win_back.parquet"),
+            "win_back_csv": lambda: write_csv(win_back, staging / "win_back.csv"),
+            "xlsx": lambda: write_excel({"at risk": at_risk, "win back": win_back}, staging / "at_risk.xlsx",
+                                        currency=currency,
+                                        notes=[f"As of {facts['as_of']}; risk = probability of becoming a former "
+                                               f"client within {horizon_days} days; values in {currency}."]),
+            "html": lambda: write_html(at_risk, staging / "report.html", model_version=model_version, metrics=metrics,
+                                       as_of=as_of, win_back=win_back, horizon_days=horizon_days, currency=currency,
+                                       capacity=capacity, previous=previous,
+                                       previous_as_of=facts["previous_as_of"], drivers=drivers),
+            "summary": lambda: write_atomic(staging / "summary.json",
+                                            lambda tmp: tmp.write_text(strict_json(facts), encoding="utf-8")),
+        }
+        names = {}
+        for key, write in writers.items():
+            names[key] = write().name
+            history.step_done()
+        doc = lineage or lineage_doc.lineage("score", read={}, model={"version": model_version}, settings_hash="",
+                                             as_of=as_of)
+        folder = (history.history_dir(out_dir, as_of).relative_to(out_dir).as_posix() if keep_history
+                  else ".")
+        names["lineage"] = lineage_doc.write_lineage({**doc, "wrote": {"folder": folder}}, staging).name
+        history.step_done()
+        target = history.publish_set(staging, out_dir, as_of, keep_history=keep_history)
+    except BaseException:
+        history.discard_staging(staging)
+        raise
+    shown = out_dir if (not keep_history or (out_dir / history.LATEST).resolve() == target.resolve()) else target
+    return {key: shown / name for key, name in names.items()}

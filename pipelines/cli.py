@@ -409,6 +409,9 @@ def score(
     try:
         result = score_flow(folder, Path(out).resolve(), settings, home, as_of=when, model_uri=model)
     except ContractError as exc:
+        if (Path(out) / "validation-rejected").is_dir():
+            err.print(f"The quarantine of this input is in {Path(out) / 'validation-rejected'}; the lists in {out} "
+                      "are unchanged.", highlight=False)
         _contract_errors(exc)
     except (LookupError, ValueError) as exc:
         err.print(f"[red]cannot score:[/red] {exc}", highlight=False)
@@ -418,6 +421,56 @@ def score(
                   f"as of {result.as_of.date()}, model version {result.model_version}:", highlight=False)
     for path in (result.html, result.xlsx, result.csv, result.win_back_csv, result.summary):
         console.print(f"  {path}", highlight=False)
+
+
+@app.command()
+@_guarded
+def backfill(
+    out: Annotated[Path, typer.Option("--out", help="Folder of the lists: each date kept in OUT/history/<as_of>/, the latest at OUT/.")],
+    start: Annotated[str, typer.Option("--from", help="First date to score (ISO 8601).")],
+    end: Annotated[str, typer.Option("--to", help="Last date to score (ISO 8601), included when a step lands on it.")],
+    every: Annotated[str, typer.Option("--every", help="Step between dates: Nd (days) or Nw (weeks).")] = "7d",
+    data: DataOpt = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="MLflow model URI (default: models:/<name>@champion).")] = None,
+    config: ConfigOpt = None,
+    home: HomeOpt = Path(".churn"),
+):
+    """Score past dates, oldest first, into OUT/history/<as_of>/ (for analysis and for the
+    monitoring's realised performance): the input is validated once, the features are built
+    per date. A date the as-of rules refuse is reported and skipped; exit 2 when every date is."""
+    settings = _settings(config)
+    home = prepare_environment(home)
+    _preflight(home, out_dir=out)
+    first, last = _parse_date(start, "--from"), _parse_date(end, "--to")
+    from features.inputs import ContractError
+    from models.backfill import backfill_dates
+
+    try:
+        dates = backfill_dates(first, last, every)
+    except ValueError as exc:
+        err.print(f"[red]cannot backfill:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from exc
+    from pipelines.flows import backfill_flow
+
+    folder = _data_dir(data, settings)
+    console.print(f"backfilling {len(dates)} date(s) from {dates[0].date()} to {dates[-1].date()} into {out}",
+                  highlight=False)
+    try:
+        result = backfill_flow(folder, Path(out).resolve(), settings, home, dates, model_uri=model)
+    except ContractError as exc:
+        _contract_errors(exc)
+    except (LookupError, ValueError) as exc:
+        err.print(f"[red]cannot backfill:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from exc
+    for o in result.outcomes:
+        if o.scored:
+            console.print(f"  {o.as_of.date()}: {o.result.rows:,} clients, {o.result.win_back_rows:,} on the win-back "
+                          f"list -> {o.result.parquet.parent}", highlight=False)
+            _warn(o.warnings or [])
+        else:
+            err.print(f"  [yellow]{o.as_of.date()} skipped:[/yellow] {o.reason}", highlight=False)
+    console.print(f"{len(result.scored)} date(s) scored, {len(result.skipped)} skipped; the latest list is at "
+                  f"{Path(out).resolve()}", highlight=False)
 
 
 ALERT_EXIT = 3

@@ -16,8 +16,9 @@ from prefect.cache_policies import NO_CACHE
 from features import build, labels
 from features.catalogue import catalogue_frame, feature_group
 from features.config import FeatureConfig
-from features.inputs import ValidatedData, describe_source, format_summary, gate_warnings, validate_source
-from models import candidates, evaluate, monitor, registry, report, score, train
+from features.inputs import (ContractError, ValidatedData, describe_source, format_summary, gate_warnings,
+                             validate_source, write_quarantine)
+from models import backfill, candidates, evaluate, history, lineage, monitor, registry, report, score, train
 from models.card import markdown_table, model_card
 from pipelines.settings import Settings
 
@@ -212,6 +213,12 @@ def train_flow(data_dir: Path | None, settings: Settings, home: Path, tune_trial
         gate_metric=settings.registry.gate_metric, gate_margin=settings.registry.gate_margin,
         require_approval=settings.registry.require_approval)
     logger.info("model version %s: %s", logged.version, logged.gate.reason)
+    registry.record_lineage(logged.run_id, lineage.lineage(
+        "train", read=lineage.inputs_read(settings.source, data_dir, validated, fingerprints=fingerprint),
+        model={"name": settings.registry.model_name, "version": logged.version, "uri": logged.model_uri,
+               "tracking_uri": tracking_uri}, settings_hash=lineage.settings_sha256(settings.model_dump(mode="json")),
+        run={"mlflow_run_id": logged.run_id, "prefect_flow_run_id": _flow_run_id()},
+        wrote={"model_uri": logged.model_uri, "version": logged.version, "artifacts": sorted(artifacts)}))
     return TrainResult(run_id=logged.run_id, model_uri=logged.model_uri, version=logged.version,
                        tracking_uri=tracking_uri, metrics=metrics, cutoffs=cutoffs_used, skipped_groups=skipped,
                        promoted=logged.gate.promoted, gate_reason=logged.gate.reason, model_card=card,
@@ -243,17 +250,28 @@ def lists_task(model, features: pd.DataFrame, as_of: pd.Timestamp, version: str 
 
 @flow(name="score")
 def score_flow(data_dir: Path | None, out_dir: Path, settings: Settings, home: Path,
-               as_of: pd.Timestamp | None = None, model_uri: str | None = None) -> ScoreResult:
+               as_of: pd.Timestamp | None = None, model_uri: str | None = None,
+               validated: ValidatedData | None = None) -> ScoreResult:
     """validate -> champion model -> features as of ``as_of`` -> the retention list (clients who can
     still be kept: risk, reasons, actions) and the win-back list (lapsed clients) -> Parquet, CSV,
-    Excel, summary.json and the HTML report under ``out_dir/history/<as_of>/``, copied to
-    ``out_dir`` when it is the latest scoring there -> Prefect artifacts."""
+    Excel, summary.json, the HTML report, lineage.json and the validation report, published
+    as one set into ``out_dir/history/<as_of>/`` and shown at ``out_dir`` when it is the latest
+    scoring there (``models.history``) -> Prefect artifacts. ``validated``: an input
+    already validated (a backfill validates once), its report copied into the set."""
     home, out_dir = Path(home), Path(out_dir)
-    validated = validate_task(data_dir, settings, out_dir / "validation")
+    staging = history.open_staging(out_dir)  # the set is built here and published as one
+    try:
+        if validated is None:
+            validated = validate_task(data_dir, settings, staging / "validation")
+        else:
+            write_quarantine(validated, staging / "validation")
+    except ContractError:
+        history.keep_rejected(staging, out_dir)
+        raise
     tables = validated.sources  # a Parquet file clean as it is is read by the engine itself
     as_of = pd.Timestamp(as_of) if as_of is not None else labels.default_as_of(tables)
     warnings = labels.check_as_of(tables, as_of, settings.labels.horizon_days)
-    registry.configure_tracking(home)
+    tracking_uri = registry.configure_tracking(home)
     model, version = registry.load_model(settings.registry.model_name, uri=model_uri)
     channels = build.channel_list(registry.input_columns(model))
     features = scoring_features_task(tables, as_of, settings.feature_config(), channels)
@@ -262,8 +280,13 @@ def score_flow(data_dir: Path | None, out_dir: Path, settings: Settings, home: P
     s = settings.score
     paths = report.write_outputs(at_risk, out_dir, model_version=version, metrics=metrics, as_of=as_of,
                                  win_back=win_back, drivers=drivers, horizon_days=settings.labels.horizon_days, currency=s.currency,
-                                 capacity=s.tiers.capacity, keep_history=s.history)
+                                 capacity=s.tiers.capacity, keep_history=s.history, staging=staging,
+                                 lineage=lineage.score_lineage(
+                                     settings.source, data_dir, validated, settings=settings.model_dump(mode="json"),
+                                     model_name=settings.registry.model_name, model_uri=model_uri, version=version,
+                                     tracking_uri=tracking_uri, as_of=as_of, run={"prefect_flow_run_id": _flow_run_id()}))
     publish_artifacts(at_risk, win_back, as_of, version, s.currency)
+    publish_lineage(paths["lineage"])
     get_run_logger().info("scored %d clients as of %s (%d on the win-back list) -> %s", len(at_risk), as_of.date(),
                           len(win_back), paths["html"].parent)
     for warning in warnings:
@@ -290,6 +313,60 @@ def publish_artifacts(at_risk: pd.DataFrame, win_back: pd.DataFrame, as_of: pd.T
              f"- value at risk: {report.money(float(at_risk['value_at_risk'].sum()), currency)}",
              f"- win-back list (lapsed clients): {len(win_back):,}", "", markdown_table(stages)]
     create_markdown_artifact(key="at-risk-summary", markdown="\n".join(lines))
+
+
+@dataclass
+class BackfillResult:
+    outcomes: list[backfill.DateOutcome]
+
+    @property
+    def scored(self) -> list[ScoreResult]:
+        return [o.result for o in self.outcomes if o.scored]
+
+    @property
+    def skipped(self) -> dict[str, str]:
+        return {str(o.as_of.date()): o.reason for o in self.outcomes if not o.scored}
+
+
+@flow(name="backfill")
+def backfill_flow(data_dir: Path | None, out_dir: Path, settings: Settings, home: Path, dates: list[pd.Timestamp],
+                  model_uri: str | None = None) -> BackfillResult:
+    """validate once -> each date oldest first (``models.backfill.run_backfill``): the as-of
+    rules (a refused date is skipped with its reason), then the score flow's steps with the
+    validated input (features as of the date, lists, the set into ``out_dir/history/<as_of>/``;
+    the latest date ends at ``out_dir``)."""
+    home, out_dir = Path(home), Path(out_dir)
+    validated = validate_task(data_dir, settings, home / "validation" / "backfill")
+    logger = get_run_logger()
+
+    def progress(i: int, n: int, o: backfill.DateOutcome) -> None:
+        if o.scored:
+            logger.info("backfill %d/%d: %s scored, %d clients -> %s", i, n, o.as_of.date(), o.result.rows,
+                        o.result.parquet.parent)
+        else:
+            logger.warning("backfill %d/%d: %s skipped: %s", i, n, o.as_of.date(), o.reason)
+    outcomes = backfill.run_backfill(
+        dates,
+        check=lambda day: labels.check_as_of(validated.sources, day, settings.labels.horizon_days, name="date"),
+        score=lambda day: score_flow.fn(data_dir, out_dir, settings, home, as_of=day, model_uri=model_uri,
+                                        validated=validated),
+        progress=progress)
+    return BackfillResult(outcomes)
+
+
+def _flow_run_id() -> str | None:
+    from prefect.runtime import flow_run
+
+    return str(flow_run.id) if flow_run.id else None
+
+
+def publish_lineage(path: Path) -> None:
+    """The scoring's lineage.json as a Prefect artifact (key ``lineage``)."""
+    from prefect.artifacts import create_markdown_artifact
+
+    doc = lineage.read_lineage(Path(path).parent)
+    if doc is not None:
+        create_markdown_artifact(key="lineage", markdown=lineage.markdown(doc))
 
 
 @task(cache_policy=NO_CACHE)

@@ -150,3 +150,117 @@ def test_missing_numbers_are_empty_cells(value, tmp_path):
     at_risk = at_risk.assign(value_at_risk=value)
     paths = write_outputs(at_risk, tmp_path, model_version="2", metrics={}, as_of=AS_OF, win_back=win_back)
     assert pd.read_csv(paths["csv"])["value_at_risk"].isna().all()
+
+
+def test_a_folder_written_file_by_file_is_taken_over_as_one_set(tmp_path):
+    """OUT as an earlier version left it (plain files, a validation folder): the first new
+    scoring turns each name into a link of the set, and no user file is touched."""
+    import os
+
+    at_risk, win_back = lists()
+    (tmp_path / "validation").mkdir()
+    (tmp_path / "validation" / "validation_summary.csv").write_text("old\n")
+    for name in ("at_risk.csv", "summary.json", "report.html"):
+        (tmp_path / name).write_text("old " + name)
+    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / ".at_risk.csv.abc123.tmp").write_text("left by a killed run")
+    (tmp_path / "my.tmp").write_text("mine too")
+    paths = write_outputs(at_risk, tmp_path, model_version="2", metrics={}, as_of=AS_OF, win_back=win_back)
+    for name in ("at_risk.csv", "summary.json", "report.html", "lineage.json", "at_risk.parquet"):
+        assert os.readlink(tmp_path / name) == f".latest/{name}" and (tmp_path / name).is_file()
+    assert os.readlink(tmp_path / ".latest") == "history/2025-10-20"
+    assert json.loads(paths["summary"].read_text())["as_of"] == "2025-10-20"
+    assert not (tmp_path / "validation").exists()  # the new set has no validation report: the old one is gone with it
+    assert (tmp_path / "notes.txt").read_text() == "mine" and (tmp_path / "my.tmp").is_file()
+    assert not list(tmp_path.glob(".at_risk.csv.*.tmp")) and not list(tmp_path.glob(".set-*"))
+    assert not list(tmp_path.glob(".staging-*"))
+
+
+def test_leftovers_of_a_dead_run_are_cleaned_and_a_live_runs_staging_is_not(tmp_path):
+    import os
+    import subprocess
+
+    from models import history
+
+    at_risk, win_back = lists()
+    write_outputs(at_risk, tmp_path, model_version="2", metrics={}, as_of=AS_OF, win_back=win_back)
+    dead = subprocess.Popen(["true"])  # a process that has ended
+    dead.wait()
+    (tmp_path / f".staging-{dead.pid}-0123456789ab").mkdir()
+    (tmp_path / f".staging-{dead.pid}-0123456789ab" / "at_risk.csv").write_text("half")
+    (tmp_path / f".staging-{os.getppid()}-0123456789ab").mkdir()  # a scoring still running (our parent)
+    (tmp_path / ".set-0123456789ab").mkdir()
+    (tmp_path / "history" / "2025-10-20" / ".summary.json.k2j3.tmp").write_text("")
+    (tmp_path / ".staging-notes").mkdir()  # not our pattern
+    removed = history.clean_leftovers(tmp_path)
+    assert sorted(p.name for p in removed) == [".set-0123456789ab", f".staging-{dead.pid}-0123456789ab",
+                                              ".summary.json.k2j3.tmp"]
+    assert (tmp_path / f".staging-{os.getppid()}-0123456789ab").is_dir() and (tmp_path / ".staging-notes").is_dir()
+
+
+def test_a_history_folder_moved_aside_by_a_killed_run_is_put_back(tmp_path):
+    from models import history
+
+    at_risk, win_back = lists()
+    write_outputs(at_risk, tmp_path, model_version="2", metrics={}, as_of=AS_OF, win_back=win_back)
+    kept = tmp_path / "history" / "2025-10-20"
+    kept.rename(tmp_path / ".replaced-2025-10-20-999999999-0123456789ab")
+    assert not (tmp_path / "at_risk.csv").exists()
+    history.clean_leftovers(tmp_path)
+    assert (tmp_path / "at_risk.csv").is_file() and not list(tmp_path.glob(".replaced-*"))
+
+
+def test_rescoring_a_date_keeps_what_monitoring_wrote_beside_it(tmp_path):
+    at_risk, win_back = lists()
+    write_outputs(at_risk, tmp_path, model_version="2", metrics={}, as_of=AS_OF, win_back=win_back)
+    (tmp_path / "history" / "2025-10-20" / "monitor.json").write_text("{}")
+    a2, w2 = lists(shift=0.1)
+    paths = write_outputs(a2, tmp_path, model_version="3", metrics={}, as_of=AS_OF, win_back=w2)
+    assert (tmp_path / "history" / "2025-10-20" / "monitor.json").read_text() == "{}"
+    assert json.loads(paths["summary"].read_text())["model_version"] == "3"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith((".staging-", ".replaced-", ".set-"))]
+
+
+def test_without_history_the_set_is_still_replaced_as_one(tmp_path):
+    import os
+
+    at_risk, win_back = lists()
+    write_outputs(at_risk, tmp_path, model_version="2", metrics={}, as_of=AS_OF, win_back=win_back, keep_history=False)
+    first = os.readlink(tmp_path / ".latest")
+    paths = write_outputs(at_risk, tmp_path, model_version="3", metrics={}, as_of=AS_OF, win_back=win_back,
+                          keep_history=False)
+    assert paths["summary"] == tmp_path / "summary.json" and json.loads(paths["summary"].read_text())["model_version"] == "3"
+    assert not (tmp_path / "history").exists() and os.readlink(tmp_path / ".latest") != first
+    assert [p.name for p in tmp_path.glob(".set-*")] == [os.readlink(tmp_path / ".latest")]
+
+
+def test_a_failed_validation_keeps_the_set_and_shows_the_quarantine_beside_it(tmp_path):
+    from models import history
+
+    at_risk, win_back = lists()
+    write_outputs(at_risk, tmp_path, model_version="2", metrics={}, as_of=AS_OF, win_back=win_back)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    staging = history.open_staging(tmp_path)
+    (staging / "validation").mkdir()
+    (staging / "validation" / "quarantine_orders.csv").write_text("order_id,reason\n1,negative amount\n")
+    assert history.keep_rejected(staging, tmp_path) == tmp_path / "validation-rejected"
+    assert (tmp_path / "validation-rejected" / "quarantine_orders.csv").is_file() and not staging.exists()
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+
+
+def test_without_rename_exchange_a_kept_date_is_replaced_by_two_renames(tmp_path, monkeypatch):
+    """File systems without RENAME_EXCHANGE (NFS, macOS): the kept folder is moved aside,
+    the new one moved in; a run killed between the two is repaired by the next (tested above)."""
+    from models import history
+
+    monkeypatch.setattr(history, "exchange", lambda a, b: False)
+    (tmp_path / "validation").mkdir()  # a folder written by an earlier version
+    at_risk, win_back = lists()
+    write_outputs(at_risk, tmp_path, model_version="2", metrics={}, as_of=AS_OF, win_back=win_back)
+    (tmp_path / "history" / "2025-10-20" / "monitor.json").write_text("{}")
+    paths = write_outputs(at_risk, tmp_path, model_version="3", metrics={}, as_of=AS_OF, win_back=win_back)
+    assert json.loads(paths["summary"].read_text())["model_version"] == "3"
+    assert (tmp_path / "history" / "2025-10-20" / "monitor.json").is_file()
+    assert (tmp_path / "validation").is_symlink()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith((".staging-", ".replaced-", ".set-"))
+                or p.name.endswith(".tmp")]
