@@ -1,5 +1,8 @@
 """Prefect flows: each task calls one library function; the logic lives in features/ and models/.
 
+The flows and steps are those of ``pipelines.orchestration``: Prefect flow and task runs where
+there is an orchestrator, plain Python in a verb run from a terminal without a server.
+
 Flows return plain results (paths, metrics) so the CLI and tests can read them.
 """
 from __future__ import annotations
@@ -10,8 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NO_CACHE
 
 from features import build, labels
 from features.catalogue import catalogue_frame, feature_group
@@ -19,6 +20,7 @@ from features.config import FeatureConfig
 from features.inputs import ValidatedData, describe_source, format_summary, gate_warnings, validate_source
 from models import candidates, evaluate, monitor, registry, report, score, train
 from models.card import markdown_table, model_card
+from pipelines.orchestration import flow, orchestrated, run_flow, run_logger, step
 from pipelines.settings import Settings
 
 
@@ -59,25 +61,25 @@ class ScoreResult:
     win_back_rows: int = 0
 
 
-@task(cache_policy=NO_CACHE)
+@step
 def validate_task(data_dir: Path | None, settings: Settings, out_dir: Path) -> ValidatedData:
     """Read, map and validate the input (``data_dir`` or the settings' source); write the
     quarantine and summary under ``out_dir``; a bad extract stops here (``ContractError``)."""
     result, _ = validate_source(settings.source, settings.validation, data_dir, Path(out_dir))
-    logger = get_run_logger()
+    logger = run_logger()
     logger.info("validated %s\n%s", describe_source(settings.source, data_dir), format_summary(result))
     for warning in gate_warnings(result):
         logger.warning(warning)
     return result
 
 
-@task(cache_policy=NO_CACHE)
+@step
 def features_task(tables: dict, cutoffs: list[pd.Timestamp], config: FeatureConfig,
                   population: pd.DataFrame | None = None, channels: list[str] | None = None) -> pd.DataFrame:
     return build.build_features(tables, cutoffs, config=config, population=population, channels=channels)
 
 
-@task(cache_policy=NO_CACHE)
+@step
 def fit_evaluate_task(frame: pd.DataFrame, split: train.CutoffSplit, feature_cols: list[str],
                       settings: Settings, params: dict, contractual: bool, tuned: bool) -> candidates.TrainingReport:
     """Every candidate fitted, the champion chosen on the validation cutoffs, all measured on the test cutoff."""
@@ -87,7 +89,7 @@ def fit_evaluate_task(frame: pd.DataFrame, split: train.CutoffSplit, feature_col
                                    size_aware=not tuned)
 
 
-@task(cache_policy=NO_CACHE)
+@step
 def tune_task(frame: pd.DataFrame, split: train.CutoffSplit, feature_cols: list[str], settings: Settings,
               n_trials: int, home: Path) -> dict:
     """Optuna search on the validation cutoffs; the trials are logged to MLflow."""
@@ -97,11 +99,11 @@ def tune_task(frame: pd.DataFrame, split: train.CutoffSplit, feature_cols: list[
                         seed=settings.train.seed)
     registry.configure_tracking(home)
     registry.log_trials(trials, experiment=settings.registry.experiment, home=home)
-    get_run_logger().info("tuning: best validation ROC-AUC %.4f over %d trials", trials["valid_roc_auc"].max(), len(trials))
+    run_logger().info("tuning: best validation ROC-AUC %.4f over %d trials", trials["valid_roc_auc"].max(), len(trials))
     return best
 
 
-@task(cache_policy=NO_CACHE)
+@step
 def backtest_task(frame: pd.DataFrame, cutoffs: list[pd.Timestamp], feature_cols: list[str],
                   settings: Settings, contractual: bool) -> pd.DataFrame:
     return candidates.backtest(frame, cutoffs, feature_cols, settings.train.model_params(),
@@ -125,7 +127,7 @@ def validate_flow(data_dir: Path | None, settings: Settings, out_dir: Path) -> V
     return validate_task(data_dir, settings, out_dir)
 
 
-@task(cache_policy=NO_CACHE)
+@step
 def training_set_task(tables: dict, settings: Settings) -> tuple[pd.DataFrame, train.CutoffPlan]:
     """Cutoffs adapted to the history -> observation table -> features joined to it."""
     return train.training_data(tables, horizon_days=settings.labels.horizon_days, frequency=settings.cutoffs.frequency,
@@ -140,7 +142,7 @@ def train_flow(data_dir: Path | None, settings: Settings, home: Path, tune_trial
     champion chosen on the validation cutoffs, calibrated there -> holdout metrics of every
     candidate on the latest labelled cutoff -> backtest -> MLflow run + registered champion
     (challenger; champion alias if it passes the gate)."""
-    logger = get_run_logger()
+    logger = run_logger()
     home = Path(home)
     validated = validate_task(data_dir, settings, home / "validation")
     tables = validated.sources  # a Parquet file clean as it is is read by the engine itself
@@ -220,12 +222,12 @@ def train_flow(data_dir: Path | None, settings: Settings, home: Path, tune_trial
                        frequency=plan.frequency)
 
 
-@task(cache_policy=NO_CACHE)
+@step
 def scoring_features_task(tables: dict, as_of: pd.Timestamp, config: FeatureConfig, channels: list[str]) -> pd.DataFrame:
     return build.features_for_scoring(tables, as_of, config=config, channels=channels)
 
 
-@task(cache_policy=NO_CACHE)
+@step
 def lists_task(model, features: pd.DataFrame, as_of: pd.Timestamp, version: str | None, settings: Settings,
                contractual: bool) -> score.Lists:
     """The retention and win-back lists and the drivers across the base (``models.score.make_lists``)."""
@@ -264,10 +266,10 @@ def score_flow(data_dir: Path | None, out_dir: Path, settings: Settings, home: P
                                  win_back=win_back, drivers=drivers, horizon_days=settings.labels.horizon_days, currency=s.currency,
                                  capacity=s.tiers.capacity, keep_history=s.history)
     publish_artifacts(at_risk, win_back, as_of, version, s.currency)
-    get_run_logger().info("scored %d clients as of %s (%d on the win-back list) -> %s", len(at_risk), as_of.date(),
+    run_logger().info("scored %d clients as of %s (%d on the win-back list) -> %s", len(at_risk), as_of.date(),
                           len(win_back), paths["html"].parent)
     for warning in warnings:
-        get_run_logger().warning(warning)
+        run_logger().warning(warning)
     return ScoreResult(parquet=paths["parquet"], csv=paths["csv"], xlsx=paths["xlsx"], html=paths["html"],
                        rows=len(at_risk), as_of=as_of, model_version=version, warnings=warnings,
                        win_back_parquet=paths["win_back_parquet"], win_back_csv=paths["win_back_csv"],
@@ -276,7 +278,10 @@ def score_flow(data_dir: Path | None, out_dir: Path, settings: Settings, home: P
 
 def publish_artifacts(at_risk: pd.DataFrame, win_back: pd.DataFrame, as_of: pd.Timestamp, version: str | None,
                       currency: str, top: int = 20) -> None:
-    """The top of the list and a summary as Prefect artifacts (visible in the Prefect UI)."""
+    """The top of the list and a summary as Prefect artifacts (visible in the Prefect UI);
+    nothing outside a flow run (a verb run as plain Python has no server to publish to)."""
+    if not orchestrated():
+        return
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
     head = at_risk.head(top)[["rank", "customer_id", "risk_in_words", "tier", "reason_1", "action_key"]]
@@ -292,7 +297,7 @@ def publish_artifacts(at_risk: pd.DataFrame, win_back: pd.DataFrame, as_of: pd.T
     create_markdown_artifact(key="at-risk-summary", markdown="\n".join(lines))
 
 
-@task(cache_policy=NO_CACHE)
+@step
 def simulate_task(customers: int, seed: int, out_dir: Path) -> dict[str, Path]:
     from features.simulate import simulate, write_dataset
 
@@ -305,8 +310,8 @@ def demo_flow(settings: Settings, home: Path) -> tuple[TrainResult, ScoreResult]
     home = Path(home)
     data_dir = home / "demo" / "data"
     simulate_task(settings.demo.customers, settings.demo.seed, data_dir)
-    trained = train_flow(data_dir, settings, home)
-    scored = score_flow(data_dir, home / "demo" / "at_risk", settings, home)
+    trained = run_flow(train_flow, data_dir, settings, home)
+    scored = run_flow(score_flow, data_dir, home / "demo" / "at_risk", settings, home)
     return trained, scored
 
 
@@ -320,7 +325,7 @@ class MonitorResult:
     report: dict
 
 
-@task(cache_policy=NO_CACHE)
+@step
 def realised_task(tables: dict, scorings: list, horizon_days: int, active_window_days: int) -> list[dict]:
     return monitor.realised_history(tables, scorings, horizon_days=horizon_days, data_end=labels.data_end(tables),
                                     active_window_days=active_window_days)
@@ -360,7 +365,10 @@ def monitor_flow(data_dir: Path | None, lists_dir: Path, settings: Settings, hom
 
 def publish_monitoring(doc: dict) -> None:
     """The alerts as a Prefect event (``churn.monitor.alert``, for automations) and the
-    summary as a Prefect artifact."""
+    summary as a Prefect artifact; nothing outside a flow run (the alerts are in monitor.json
+    and printed by the verb)."""
+    if not orchestrated():
+        return
     from prefect.artifacts import create_markdown_artifact
     from prefect.events import emit_event
 
