@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from features import build, labels
+from features.cache import FeatureCache
 from features.catalogue import catalogue_frame, feature_group
 from features.config import FeatureConfig
 from features.inputs import ValidatedData, describe_source, format_summary, gate_warnings, validate_source
@@ -128,11 +129,13 @@ def validate_flow(data_dir: Path | None, settings: Settings, out_dir: Path) -> V
 
 
 @step
-def training_set_task(tables: dict, settings: Settings) -> tuple[pd.DataFrame, train.CutoffPlan]:
-    """Cutoffs adapted to the history -> observation table -> features joined to it."""
+def training_set_task(tables: dict, settings: Settings, home: Path | None = None) -> tuple[pd.DataFrame, train.CutoffPlan]:
+    """Cutoffs adapted to the history -> observation table -> features joined to it (read
+    from ``home``'s feature cache when the same inputs and config built it)."""
     return train.training_data(tables, horizon_days=settings.labels.horizon_days, frequency=settings.cutoffs.frequency,
                                max_cutoffs=settings.cutoffs.max_cutoffs, valid_cutoffs=settings.train.valid_cutoffs,
-                               config=settings.feature_config())
+                               config=settings.feature_config(),
+                               cache=settings.cache.feature_cache(home) if home is not None else None)
 
 
 @flow(name="train")
@@ -146,7 +149,7 @@ def train_flow(data_dir: Path | None, settings: Settings, home: Path, tune_trial
     home = Path(home)
     validated = validate_task(data_dir, settings, home / "validation")
     tables = validated.sources  # a Parquet file clean as it is is read by the engine itself
-    frame, plan = training_set_task(tables, settings)
+    frame, plan = training_set_task(tables, settings, home)
     split = plan.split
     for note in plan.notes:
         logger.warning(note)
@@ -223,8 +226,12 @@ def train_flow(data_dir: Path | None, settings: Settings, home: Path, tune_trial
 
 
 @step
-def scoring_features_task(tables: dict, as_of: pd.Timestamp, config: FeatureConfig, channels: list[str]) -> pd.DataFrame:
-    return build.features_for_scoring(tables, as_of, config=config, channels=channels)
+def scoring_features_task(tables: dict, as_of: pd.Timestamp, config: FeatureConfig, channels: list[str],
+                          cache: FeatureCache | None = None) -> pd.DataFrame:
+    """The features of everyone scored at ``as_of`` (read from ``cache`` when the same inputs
+    and config built them)."""
+    return (cache or FeatureCache.off()).cached(build.features_for_scoring, tables, as_of, config=config,
+                                                channels=channels)
 
 
 @step
@@ -258,7 +265,7 @@ def score_flow(data_dir: Path | None, out_dir: Path, settings: Settings, home: P
     registry.configure_tracking(home)
     model, version = registry.load_model(settings.registry.model_name, uri=model_uri)
     channels = build.channel_list(registry.input_columns(model))
-    features = scoring_features_task(tables, as_of, settings.feature_config(), channels)
+    features = scoring_features_task(tables, as_of, settings.feature_config(), channels, settings.cache.feature_cache(home))
     at_risk, win_back, drivers = lists_task(model, features, as_of, version, settings, build.is_contractual(tables))
     metrics = registry.version_metrics(settings.registry.model_name, version)
     s = settings.score
