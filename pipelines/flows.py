@@ -21,7 +21,7 @@ from features.config import FeatureConfig
 from features.inputs import ValidatedData, describe_source, format_summary, gate_warnings, validate_source
 from models import candidates, evaluate, monitor, registry, report, score, train
 from models.card import markdown_table, model_card
-from pipelines.orchestration import flow, orchestrated, run_flow, run_logger, step
+from pipelines.orchestration import flow, orchestrated, retrying, run_flow, run_logger, step
 from pipelines.settings import Settings
 
 
@@ -66,7 +66,8 @@ class ScoreResult:
 def validate_task(data_dir: Path | None, settings: Settings, out_dir: Path) -> ValidatedData:
     """Read, map and validate the input (``data_dir`` or the settings' source); write the
     quarantine and summary under ``out_dir``; a bad extract stops here (``ContractError``)."""
-    result, _ = validate_source(settings.source, settings.validation, data_dir, Path(out_dir))
+    result, _ = retrying(validate_source, settings.source, settings.validation, data_dir, Path(out_dir),
+                         what=f"reading {describe_source(settings.source, data_dir)}", **settings.retries.options())
     logger = run_logger()
     logger.info("validated %s\n%s", describe_source(settings.source, data_dir), format_summary(result))
     for warning in gate_warnings(result):
@@ -263,7 +264,8 @@ def score_flow(data_dir: Path | None, out_dir: Path, settings: Settings, home: P
     as_of = pd.Timestamp(as_of) if as_of is not None else labels.default_as_of(tables)
     warnings = labels.check_as_of(tables, as_of, settings.labels.horizon_days)
     registry.configure_tracking(home)
-    model, version = registry.load_model(settings.registry.model_name, uri=model_uri)
+    model, version = retrying(registry.load_model, settings.registry.model_name, uri=model_uri,
+                              what="loading the model", **settings.retries.options())
     channels = build.channel_list(registry.input_columns(model))
     features = scoring_features_task(tables, as_of, settings.feature_config(), channels, settings.cache.feature_cache(home))
     at_risk, win_back, drivers = lists_task(model, features, as_of, version, settings, build.is_contractual(tables))

@@ -22,11 +22,11 @@ and jitter; a contract error or a missing file is raised at once.
 """
 from __future__ import annotations
 
-import errno
 import functools
 import logging
 import os
 import random
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -206,17 +206,11 @@ def log_to_terminal(level: int | str | None = None) -> None:
 
 # -- retries ------------------------------------------------------------------------------------
 
-NETWORK_ERRNOS = frozenset(getattr(errno, name) for name in (
-    "ECONNREFUSED", "ECONNRESET", "ECONNABORTED", "ETIMEDOUT", "EHOSTUNREACH", "EHOSTDOWN", "ENETUNREACH",
-    "ENETDOWN", "ENETRESET", "EPIPE", "ESTALE", "EAGAIN", "EBUSY", "ENOLINK", "ECOMM", "EREMOTEIO")
-    if hasattr(errno, name))
-
-
 def _transient_one(exc: BaseException) -> bool:
+    from features.inputs.contract import network_os_error
+
     name, module = type(exc).__name__, type(exc).__module__ or ""
-    if isinstance(exc, (ConnectionError, TimeoutError)):  # refused, reset, aborted, broken pipe; timeouts
-        return True
-    if isinstance(exc, OSError) and exc.errno in NETWORK_ERRNOS:  # incl. a stale NFS handle, a busy share
+    if network_os_error(exc):  # refused, reset, timed out, unreachable, a stale network file handle
         return True
     if module.startswith("sqlalchemy") and name in ("OperationalError", "InterfaceError", "DisconnectionError",
                                                     "TimeoutError"):
@@ -238,7 +232,8 @@ def is_transient(exc: BaseException) -> bool:
     unreachable, a stale network file handle), SQLAlchemy's ``OperationalError`` (a database
     that refused, dropped or timed out the connection), an MLflow server that did not answer.
     The exception or one it was raised from (``__cause__``/``__context__``) counts; an
-    exception with a ``transient`` attribute decides itself (``ContractError``: never)."""
+    exception with a ``transient`` attribute decides itself (a ``ContractError`` only when
+    every problem is a source that did not answer, never for the data itself)."""
     decided = getattr(exc, "transient", None)
     if decided is not None:
         return bool(decided)
@@ -267,6 +262,9 @@ def backoff_delays(attempts: int, base: float, cap: float, jitter: float, rng: r
     return out
 
 
+_CREDENTIALS = re.compile(r"://([^:/@\s]+):[^@/\s]+@")  # user:password@ in a URL: the password is never logged
+
+
 def retrying(fn: Callable, *args: Any, attempts: int = 3, base: float = 1.0, cap: float = 30.0, jitter: float = 0.5,
              retry_on: Callable[[BaseException], bool] = is_transient, what: str | None = None,
              sleep: Callable[[float], None] = time.sleep, **kwargs: Any) -> Any:
@@ -282,7 +280,8 @@ def retrying(fn: Callable, *args: Any, attempts: int = 3, base: float = 1.0, cap
             if attempt >= attempts or not retry_on(exc):
                 raise
             delay = delays[attempt - 1]
-            run_logger().warning("%s failed (%s: %s); attempt %d of %d in %.1f s", name, type(exc).__name__,
-                                 str(exc).splitlines()[0][:200] if str(exc) else "", attempt + 1, attempts, delay)
+            line = _CREDENTIALS.sub(r"://\1:***@", (str(exc).splitlines() or [""])[0][:300])
+            run_logger().warning("%s failed (%s: %s); attempt %d of %d in %.1f s", name, type(exc).__name__, line,
+                                 attempt + 1, attempts, delay)
             sleep(delay)
     raise AssertionError("unreachable")
