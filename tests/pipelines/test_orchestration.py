@@ -26,9 +26,19 @@ def pipeline(x: int) -> tuple[int, bool]:
 
 
 def test_without_a_server_the_flow_is_plain_python(monkeypatch):
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
-    assert run_flow(pipeline, 21) == (42, False)
+    monkeypatch.delenv("CHURN_ORCHESTRATION", raising=False)
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):  # not even the session's test harness
+        assert run_flow(pipeline, 21) == (42, False)
     assert isinstance(run_logger(), logging.Logger)
+
+
+def test_a_test_harness_counts_as_a_server(prefect_harness, monkeypatch):
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    monkeypatch.delenv("CHURN_ORCHESTRATION", raising=False)
+    assert run_flow(pipeline, 2) == (4, True)
 
 
 def test_under_prefect_the_steps_are_task_runs(prefect_harness):
