@@ -280,18 +280,15 @@ def features(
     import pandas as pd
 
     from features.inputs import ContractError, gate_warnings, validate_source
-    from pipelines.orchestration import log_to_terminal, retrying
 
     settings = _settings(config, **{"labels.horizon_days": horizon_days})
     home = prepare_environment(home)
-    log_to_terminal()  # a retried read is named on stderr
     _preflight(home, tracking=False, out_file=out)
     folder = _data_dir(data, settings)
     cutoffs = sorted({_parse_date(c, "--cutoff") for c in cutoff})
     with ThreadPoolExecutor(max_workers=1) as pool:
         # DuckDB validates outside the GIL while this thread imports the engine (SciPy ...)
-        loading = pool.submit(retrying, validate_source, settings.source, settings.validation, folder,
-                              home / "validation", what="reading the input", **settings.retries.options())
+        loading = pool.submit(validate_source, settings.source, settings.validation, folder, home / "validation")
         from features.build import build_features, feature_columns, skipped_groups
         from features.io import write_frame
         from features.labels import build_training_set, check_as_of
