@@ -161,21 +161,25 @@ def adapt_split(frame: pd.DataFrame, plan: CutoffPlan, horizon_days: int, *, min
 
 
 def training_data(tables: dict, *, horizon_days: int, frequency: str = "MS", max_cutoffs: int | None = None,
-                  valid_cutoffs: int = 2, config=None) -> tuple[pd.DataFrame, CutoffPlan]:
+                  valid_cutoffs: int = 2, config=None, cache=None) -> tuple[pd.DataFrame, CutoffPlan]:
     """The labelled feature table at the planned cutoffs (``plan_cutoffs``, then ``adapt_split``:
     too few training rows to learn from make it a baseline split) and the plan. When no
     cutoff can be labelled (the history is shorter than one horizon), the clients' unlabelled
-    features at the end of the data instead, for a champion that learns nothing from labels."""
+    features at the end of the data instead, for a champion that learns nothing from labels.
+    ``cache`` (a ``features.cache.FeatureCache``) reads the table back when the same inputs,
+    cutoffs and config built it before."""
     from features.build import build_features
+    from features.cache import FeatureCache
     from features.labels import build_training_set, default_as_of
 
+    cache = cache or FeatureCache.off()
     plan = plan_cutoffs(tables, horizon_days, frequency=frequency, max_cutoffs=max_cutoffs,
                         valid_cutoffs=valid_cutoffs)
-    frame = build_training_set(tables, plan.cutoffs, horizon_days=horizon_days, config=config)
+    frame = cache.cached(build_training_set, tables, plan.cutoffs, horizon_days=horizon_days, config=config)
     plan = adapt_split(frame, plan, horizon_days)
     if not len(frame):
         as_of = default_as_of(tables)
-        frame = build_features(tables, [as_of], config=config)
+        frame = cache.cached(build_features, tables, [as_of], config=config)
         plan.notes.append(f"no cutoff can be labelled with a {horizon_days}-day horizon: the champion is set on the "
                           f"clients as of {as_of.date()} without any outcome to calibrate or measure it on")
     return frame, plan

@@ -2,8 +2,10 @@
 
 Everything a run writes goes under one folder, ``--home`` (default ``./.churn``, or
 ``$CHURN_HOME``): the Prefect state, the MLflow store, validation reports and the demo's
-outputs. Prefect runs on its local ephemeral API and MLflow on a local SQLite store, with
-analytics and telemetry off, unless PREFECT_API_URL / MLFLOW_TRACKING_URI say otherwise.
+outputs. The flows run as plain Python (no Prefect server, nothing left running) unless
+PREFECT_API_URL names a Prefect server (or CHURN_ORCHESTRATION=prefect asks for Prefect's
+temporary local server); MLflow uses a local SQLite store unless MLFLOW_TRACKING_URI says
+otherwise; analytics and telemetry are off.
 """
 from __future__ import annotations
 
@@ -140,8 +142,19 @@ def _preflight(home: Path, *, tracking: bool = True, out_dir: Optional[Path] = N
     if out_file is not None:
         preflight.check_output_file(out_file)
     if tracking:
+        preflight.check_orchestration()
         preflight.check_tracking(home)
         preflight.check_prefect_home()
+
+
+def _run(flow, *args, **kwargs):
+    """Run a flow of ``pipelines.flows``: through Prefect where there is a server
+    (``PREFECT_API_URL``), as plain Python with its log lines on stderr otherwise
+    (``pipelines.orchestration``)."""
+    from pipelines.orchestration import log_to_terminal, run_flow
+
+    log_to_terminal()
+    return run_flow(flow, *args, **kwargs)
 
 
 @app.command()
@@ -228,13 +241,16 @@ def validate(
     quarantine is written in both cases.
     """
     from features.inputs import ContractError, format_summary, gate_warnings, validate_source
+    from pipelines.orchestration import log_to_terminal, retrying
 
     settings = _settings(config)
     home = prepare_environment(home)
+    log_to_terminal()  # a retried read is named on stderr
     folder = _data_dir(data, settings)
     target = out or home / "validation"
     try:
-        result, paths = validate_source(settings.source, settings.validation, folder, target)
+        result, paths = retrying(validate_source, settings.source, settings.validation, folder, target,
+                                 what="reading the input", **settings.retries.options())
     except ContractError as exc:
         if exc.result is not None:
             console.print(format_summary(exc.result), highlight=False)
@@ -337,7 +353,7 @@ def train(
 
     folder = _data_dir(data, settings)
     try:
-        result = train_flow(folder, settings, home, tune_trials=tune)
+        result = _run(train_flow, folder, settings, home, tune_trials=tune)
     except ContractError as exc:
         _contract_errors(exc)
     except ValueError as exc:
@@ -407,7 +423,7 @@ def score(
 
     folder = _data_dir(data, settings)
     try:
-        result = score_flow(folder, Path(out).resolve(), settings, home, as_of=when, model_uri=model)
+        result = _run(score_flow, folder, Path(out).resolve(), settings, home, as_of=when, model_uri=model)
     except ContractError as exc:
         if (Path(out) / "validation-rejected").is_dir():
             err.print(f"The quarantine of this input is in {Path(out) / 'validation-rejected'}; the lists in {out} "
@@ -456,7 +472,7 @@ def backfill(
     console.print(f"backfilling {len(dates)} date(s) from {dates[0].date()} to {dates[-1].date()} into {out}",
                   highlight=False)
     try:
-        result = backfill_flow(folder, Path(out).resolve(), settings, home, dates, model_uri=model)
+        result = _run(backfill_flow, folder, Path(out).resolve(), settings, home, dates, model_uri=model)
     except ContractError as exc:
         _contract_errors(exc)
     except (LookupError, ValueError) as exc:
@@ -499,7 +515,7 @@ def monitor(
 
     folder = _data_dir(data, settings)
     try:
-        result = monitor_flow(folder, Path(lists).resolve(), settings, home, as_of=when)
+        result = _run(monitor_flow, folder, Path(lists).resolve(), settings, home, as_of=when)
     except ContractError as exc:
         _contract_errors(exc)
     except (LookupError, ValueError) as exc:
@@ -651,7 +667,7 @@ def demo(
     _preflight(home)
     from pipelines.flows import demo_flow
 
-    trained, scored = demo_flow(settings, home)
+    trained, scored = _run(demo_flow, settings, home)
     _print_training(trained)
     console.print(f"\nRetention list ({scored.rows:,} clients as of {scored.as_of.date()}; {scored.win_back_rows:,} on the "
                   "win-back list):", highlight=False)

@@ -1,5 +1,8 @@
 """Prefect flows: each task calls one library function; the logic lives in features/ and models/.
 
+The flows and steps are those of ``pipelines.orchestration``: Prefect flow and task runs where
+there is an orchestrator, plain Python in a verb run from a terminal without a server.
+
 Flows return plain results (paths, metrics) so the CLI and tests can read them.
 """
 from __future__ import annotations
@@ -10,16 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NO_CACHE
 
 from features import build, labels
+from features.cache import FeatureCache
 from features.catalogue import catalogue_frame, feature_group
 from features.config import FeatureConfig
 from features.inputs import (ContractError, ValidatedData, describe_source, format_summary, gate_warnings,
                              validate_source, write_quarantine)
 from models import backfill, candidates, evaluate, history, lineage, monitor, registry, report, score, train
 from models.card import markdown_table, model_card
+from pipelines.orchestration import flow, orchestrated, retrying, run_flow, run_logger, step
 from pipelines.settings import Settings
 
 
@@ -60,25 +63,26 @@ class ScoreResult:
     win_back_rows: int = 0
 
 
-@task(cache_policy=NO_CACHE)
+@step
 def validate_task(data_dir: Path | None, settings: Settings, out_dir: Path) -> ValidatedData:
     """Read, map and validate the input (``data_dir`` or the settings' source); write the
     quarantine and summary under ``out_dir``; a bad extract stops here (``ContractError``)."""
-    result, _ = validate_source(settings.source, settings.validation, data_dir, Path(out_dir))
-    logger = get_run_logger()
+    result, _ = retrying(validate_source, settings.source, settings.validation, data_dir, Path(out_dir),
+                         what=f"reading {describe_source(settings.source, data_dir)}", **settings.retries.options())
+    logger = run_logger()
     logger.info("validated %s\n%s", describe_source(settings.source, data_dir), format_summary(result))
     for warning in gate_warnings(result):
         logger.warning(warning)
     return result
 
 
-@task(cache_policy=NO_CACHE)
+@step
 def features_task(tables: dict, cutoffs: list[pd.Timestamp], config: FeatureConfig,
                   population: pd.DataFrame | None = None, channels: list[str] | None = None) -> pd.DataFrame:
     return build.build_features(tables, cutoffs, config=config, population=population, channels=channels)
 
 
-@task(cache_policy=NO_CACHE)
+@step
 def fit_evaluate_task(frame: pd.DataFrame, split: train.CutoffSplit, feature_cols: list[str],
                       settings: Settings, params: dict, contractual: bool, tuned: bool) -> candidates.TrainingReport:
     """Every candidate fitted, the champion chosen on the validation cutoffs, all measured on the test cutoff."""
@@ -88,7 +92,7 @@ def fit_evaluate_task(frame: pd.DataFrame, split: train.CutoffSplit, feature_col
                                    size_aware=not tuned)
 
 
-@task(cache_policy=NO_CACHE)
+@step
 def tune_task(frame: pd.DataFrame, split: train.CutoffSplit, feature_cols: list[str], settings: Settings,
               n_trials: int, home: Path) -> dict:
     """Optuna search on the validation cutoffs; the trials are logged to MLflow."""
@@ -98,11 +102,11 @@ def tune_task(frame: pd.DataFrame, split: train.CutoffSplit, feature_cols: list[
                         seed=settings.train.seed)
     registry.configure_tracking(home)
     registry.log_trials(trials, experiment=settings.registry.experiment, home=home)
-    get_run_logger().info("tuning: best validation ROC-AUC %.4f over %d trials", trials["valid_roc_auc"].max(), len(trials))
+    run_logger().info("tuning: best validation ROC-AUC %.4f over %d trials", trials["valid_roc_auc"].max(), len(trials))
     return best
 
 
-@task(cache_policy=NO_CACHE)
+@step
 def backtest_task(frame: pd.DataFrame, cutoffs: list[pd.Timestamp], feature_cols: list[str],
                   settings: Settings, contractual: bool) -> pd.DataFrame:
     return candidates.backtest(frame, cutoffs, feature_cols, settings.train.model_params(),
@@ -126,12 +130,14 @@ def validate_flow(data_dir: Path | None, settings: Settings, out_dir: Path) -> V
     return validate_task(data_dir, settings, out_dir)
 
 
-@task(cache_policy=NO_CACHE)
-def training_set_task(tables: dict, settings: Settings) -> tuple[pd.DataFrame, train.CutoffPlan]:
-    """Cutoffs adapted to the history -> observation table -> features joined to it."""
+@step
+def training_set_task(tables: dict, settings: Settings, home: Path | None = None) -> tuple[pd.DataFrame, train.CutoffPlan]:
+    """Cutoffs adapted to the history -> observation table -> features joined to it (read
+    from ``home``'s feature cache when the same inputs and config built it)."""
     return train.training_data(tables, horizon_days=settings.labels.horizon_days, frequency=settings.cutoffs.frequency,
                                max_cutoffs=settings.cutoffs.max_cutoffs, valid_cutoffs=settings.train.valid_cutoffs,
-                               config=settings.feature_config())
+                               config=settings.feature_config(),
+                               cache=settings.cache.feature_cache(home) if home is not None else None)
 
 
 @flow(name="train")
@@ -141,11 +147,11 @@ def train_flow(data_dir: Path | None, settings: Settings, home: Path, tune_trial
     champion chosen on the validation cutoffs, calibrated there -> holdout metrics of every
     candidate on the latest labelled cutoff -> backtest -> MLflow run + registered champion
     (challenger; champion alias if it passes the gate)."""
-    logger = get_run_logger()
+    logger = run_logger()
     home = Path(home)
     validated = validate_task(data_dir, settings, home / "validation")
     tables = validated.sources  # a Parquet file clean as it is is read by the engine itself
-    frame, plan = training_set_task(tables, settings)
+    frame, plan = training_set_task(tables, settings, home)
     split = plan.split
     for note in plan.notes:
         logger.warning(note)
@@ -227,12 +233,16 @@ def train_flow(data_dir: Path | None, settings: Settings, home: Path, tune_trial
                        frequency=plan.frequency)
 
 
-@task(cache_policy=NO_CACHE)
-def scoring_features_task(tables: dict, as_of: pd.Timestamp, config: FeatureConfig, channels: list[str]) -> pd.DataFrame:
-    return build.features_for_scoring(tables, as_of, config=config, channels=channels)
+@step
+def scoring_features_task(tables: dict, as_of: pd.Timestamp, config: FeatureConfig, channels: list[str],
+                          cache: FeatureCache | None = None) -> pd.DataFrame:
+    """The features of everyone scored at ``as_of`` (read from ``cache`` when the same inputs
+    and config built them)."""
+    return (cache or FeatureCache.off()).cached(build.features_for_scoring, tables, as_of, config=config,
+                                                channels=channels)
 
 
-@task(cache_policy=NO_CACHE)
+@step
 def lists_task(model, features: pd.DataFrame, as_of: pd.Timestamp, version: str | None, settings: Settings,
                contractual: bool) -> score.Lists:
     """The retention and win-back lists and the drivers across the base (``models.score.make_lists``)."""
@@ -272,9 +282,10 @@ def score_flow(data_dir: Path | None, out_dir: Path, settings: Settings, home: P
     as_of = pd.Timestamp(as_of) if as_of is not None else labels.default_as_of(tables)
     warnings = labels.check_as_of(tables, as_of, settings.labels.horizon_days)
     tracking_uri = registry.configure_tracking(home)
-    model, version = registry.load_model(settings.registry.model_name, uri=model_uri)
+    model, version = retrying(registry.load_model, settings.registry.model_name, uri=model_uri,
+                              what="loading the model", **settings.retries.options())
     channels = build.channel_list(registry.input_columns(model))
-    features = scoring_features_task(tables, as_of, settings.feature_config(), channels)
+    features = scoring_features_task(tables, as_of, settings.feature_config(), channels, settings.cache.feature_cache(home))
     at_risk, win_back, drivers = lists_task(model, features, as_of, version, settings, build.is_contractual(tables))
     metrics = registry.version_metrics(settings.registry.model_name, version)
     s = settings.score
@@ -287,10 +298,10 @@ def score_flow(data_dir: Path | None, out_dir: Path, settings: Settings, home: P
                                      tracking_uri=tracking_uri, as_of=as_of, run={"prefect_flow_run_id": _flow_run_id()}))
     publish_artifacts(at_risk, win_back, as_of, version, s.currency)
     publish_lineage(paths["lineage"])
-    get_run_logger().info("scored %d clients as of %s (%d on the win-back list) -> %s", len(at_risk), as_of.date(),
-                          len(win_back), paths["html"].parent)
+    run_logger().info("scored %d clients as of %s (%d on the win-back list) -> %s", len(at_risk), as_of.date(),
+                      len(win_back), paths["html"].parent)
     for warning in warnings:
-        get_run_logger().warning(warning)
+        run_logger().warning(warning)
     return ScoreResult(parquet=paths["parquet"], csv=paths["csv"], xlsx=paths["xlsx"], html=paths["html"],
                        rows=len(at_risk), as_of=as_of, model_version=version, warnings=warnings,
                        win_back_parquet=paths["win_back_parquet"], win_back_csv=paths["win_back_csv"],
@@ -299,7 +310,10 @@ def score_flow(data_dir: Path | None, out_dir: Path, settings: Settings, home: P
 
 def publish_artifacts(at_risk: pd.DataFrame, win_back: pd.DataFrame, as_of: pd.Timestamp, version: str | None,
                       currency: str, top: int = 20) -> None:
-    """The top of the list and a summary as Prefect artifacts (visible in the Prefect UI)."""
+    """The top of the list and a summary as Prefect artifacts (visible in the Prefect UI);
+    nothing outside a flow run (a verb run as plain Python has no server to publish to)."""
+    if not orchestrated():
+        return
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
     head = at_risk.head(top)[["rank", "customer_id", "risk_in_words", "tier", "reason_1", "action_key"]]
@@ -337,7 +351,7 @@ def backfill_flow(data_dir: Path | None, out_dir: Path, settings: Settings, home
     the latest date ends at ``out_dir``)."""
     home, out_dir = Path(home), Path(out_dir)
     validated = validate_task(data_dir, settings, home / "validation" / "backfill")
-    logger = get_run_logger()
+    logger = run_logger()
 
     def progress(i: int, n: int, o: backfill.DateOutcome) -> None:
         if o.scored:
@@ -355,13 +369,17 @@ def backfill_flow(data_dir: Path | None, out_dir: Path, settings: Settings, home
 
 
 def _flow_run_id() -> str | None:
+    if not orchestrated():
+        return None
     from prefect.runtime import flow_run
 
     return str(flow_run.id) if flow_run.id else None
 
 
 def publish_lineage(path: Path) -> None:
-    """The scoring's lineage.json as a Prefect artifact (key ``lineage``)."""
+    """The scoring's lineage.json as a Prefect artifact (key ``lineage``), inside a flow run."""
+    if not orchestrated():
+        return
     from prefect.artifacts import create_markdown_artifact
 
     doc = lineage.read_lineage(Path(path).parent)
@@ -369,7 +387,7 @@ def publish_lineage(path: Path) -> None:
         create_markdown_artifact(key="lineage", markdown=lineage.markdown(doc))
 
 
-@task(cache_policy=NO_CACHE)
+@step
 def simulate_task(customers: int, seed: int, out_dir: Path) -> dict[str, Path]:
     from features.simulate import simulate, write_dataset
 
@@ -382,8 +400,8 @@ def demo_flow(settings: Settings, home: Path) -> tuple[TrainResult, ScoreResult]
     home = Path(home)
     data_dir = home / "demo" / "data"
     simulate_task(settings.demo.customers, settings.demo.seed, data_dir)
-    trained = train_flow(data_dir, settings, home)
-    scored = score_flow(data_dir, home / "demo" / "at_risk", settings, home)
+    trained = run_flow(train_flow, data_dir, settings, home)
+    scored = run_flow(score_flow, data_dir, home / "demo" / "at_risk", settings, home)
     return trained, scored
 
 
@@ -397,7 +415,7 @@ class MonitorResult:
     report: dict
 
 
-@task(cache_policy=NO_CACHE)
+@step
 def realised_task(tables: dict, scorings: list, horizon_days: int, active_window_days: int) -> list[dict]:
     return monitor.realised_history(tables, scorings, horizon_days=horizon_days, data_end=labels.data_end(tables),
                                     active_window_days=active_window_days)
@@ -437,7 +455,10 @@ def monitor_flow(data_dir: Path | None, lists_dir: Path, settings: Settings, hom
 
 def publish_monitoring(doc: dict) -> None:
     """The alerts as a Prefect event (``churn.monitor.alert``, for automations) and the
-    summary as a Prefect artifact."""
+    summary as a Prefect artifact; nothing outside a flow run (the alerts are in monitor.json
+    and printed by the verb)."""
+    if not orchestrated():
+        return
     from prefect.artifacts import create_markdown_artifact
     from prefect.events import emit_event
 

@@ -95,10 +95,23 @@ def check_tracking(home: Path) -> None:
                                  f"not installed: add it to the environment (pip install {driver}) or use another store") from exc
 
 
+def check_orchestration() -> None:
+    """``CHURN_ORCHESTRATION`` is auto, prefect or off."""
+    from pipelines.orchestration import mode
+
+    try:
+        mode()
+    except ValueError as exc:
+        raise SetupError(str(exc)) from exc
+
+
 def check_prefect_home() -> None:
-    """Prefect's local database (used when PREFECT_API_URL is not set) must be readable: a
-    corrupt file otherwise makes the temporary server time out after two minutes."""
-    if os.environ.get("PREFECT_API_URL"):
+    """Prefect's local database (used only when the verbs run on Prefect's temporary local
+    server: CHURN_ORCHESTRATION=prefect without PREFECT_API_URL) must be readable: a corrupt
+    file otherwise makes the temporary server time out after two minutes."""
+    from pipelines.orchestration import local_prefect_server
+
+    if not local_prefect_server():
         return
     home = os.environ.get("PREFECT_HOME")
     if home:

@@ -153,6 +153,31 @@ class MonitorSettings(_Section):
     max_auc_drop: float = Field(0.05, ge=0, description="alert when the estimated or realised ROC-AUC falls this far below the champion's test ROC-AUC")
 
 
+class CacheSettings(_Section):
+    features: bool = Field(True, description="keep built feature tables under <home>/cache/features/ and reuse them "
+                                             "when the inputs, the feature config and the code are the same")
+    keep: int = Field(10, ge=1, description="at most this many feature tables are kept (the most recently used)")
+
+    def feature_cache(self, home: Path):
+        """The feature cache of the run folder ``home`` (``features.cache.FeatureCache``; off when disabled)."""
+        from features.cache import FeatureCache
+
+        return FeatureCache(Path(home) / "cache" / "features" if self.features else None, keep=self.keep)
+
+
+class RetrySettings(_Section):
+    attempts: int = Field(3, ge=1, description="tries of a step that reads an external input (files, the SQL "
+                                               "database, the MLflow registry) when it fails for a transient reason")
+    base_delay_seconds: float = Field(1.0, ge=0, description="wait before the second try; doubled before each next one")
+    max_delay_seconds: float = Field(30.0, ge=0, description="longest wait between two tries")
+    jitter: float = Field(0.5, ge=0, le=1, description="each wait spread at random by up to this share of itself")
+
+    def options(self) -> dict:
+        """Keyword arguments of ``pipelines.orchestration.retrying``."""
+        return {"attempts": self.attempts, "base": self.base_delay_seconds, "cap": self.max_delay_seconds,
+                "jitter": self.jitter}
+
+
 class SimulateSettings(_Section):
     customers: int = Field(20_000, gt=0)
     seed: int = 7
@@ -169,6 +194,8 @@ class Settings(_Section):
     score: ScoreSettings = ScoreSettings()
     monitor: MonitorSettings = MonitorSettings()
     schedule: ScheduleSettings = ScheduleSettings()
+    cache: CacheSettings = CacheSettings()
+    retries: RetrySettings = RetrySettings()
     demo: SimulateSettings = SimulateSettings()
 
     def with_overrides(self, **dotted: Any) -> "Settings":

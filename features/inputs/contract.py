@@ -53,6 +53,8 @@ outside 0..10``; values are shown as read (text quoted).
 """
 from __future__ import annotations
 
+import errno
+
 import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -145,12 +147,29 @@ ID_COLUMNS = {t: [c for c, col in s.columns.items() if col.unique] for t, s in S
 
 
 class ContractError(Exception):
-    """Fatal contract problems; ``problems`` holds one line each, naming table, column and what was expected."""
+    """Fatal contract problems; ``problems`` holds one line each, naming table, column and what was expected.
 
-    def __init__(self, problems: list[str], result: ValidatedData | None = None):
+    ``transient``: every problem is a source that did not answer (a database connection
+    refused, dropped or timed out, a file on a network share that timed out), not the data:
+    trying again may succeed (``pipelines.orchestration.retrying``). Otherwise never retried."""
+
+    def __init__(self, problems: list[str], result: ValidatedData | None = None, transient: bool = False):
         self.problems = list(problems)
         self.result = result  # the validation outcome when the gate stopped a validated extract
+        self.transient = transient
         super().__init__("\n".join(self.problems))
+
+
+NETWORK_ERRNOS = frozenset(getattr(errno, name) for name in (
+    "ECONNREFUSED", "ECONNRESET", "ECONNABORTED", "ETIMEDOUT", "EHOSTUNREACH", "EHOSTDOWN", "ENETUNREACH",
+    "ENETDOWN", "ENETRESET", "EPIPE", "ESTALE", "EAGAIN", "EBUSY", "ENOLINK", "ECOMM", "EREMOTEIO")
+    if hasattr(errno, name))
+
+
+def network_os_error(exc: BaseException) -> bool:
+    """An ``OSError`` of the kinds a network (a server, a network share) gives and may not
+    give on a second try: refused, reset, timed out, unreachable, a stale file handle."""
+    return isinstance(exc, (ConnectionError, TimeoutError)) or (isinstance(exc, OSError) and exc.errno in NETWORK_ERRNOS)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from features.inputs.config import SourceConfig, TableSource
-from features.inputs.contract import REQUIRED_TABLES, TABLES, ContractError
+from features.inputs.contract import REQUIRED_TABLES, TABLES, ContractError, network_os_error
 
 SUFFIXES = (".csv", ".csv.gz", ".parquet")
 # A CSV row may be long (a free-text comment, a wide customers table): Arrow's reader must
@@ -64,7 +64,7 @@ def read_tables(data_dir: Path, source: SourceConfig | None = None, *,
     if not data_dir.is_dir():
         raise ContractError([f"data folder {data_dir} does not exist or is not a folder "
                              "(expected a folder with orders.csv or orders.parquet)"])
-    raw, problems = {}, []
+    raw, problems, unanswered = {}, [], 0
     for table in TABLES:
         spec = source.table(table)
         path, problem = _locate(data_dir, table, spec)
@@ -82,14 +82,15 @@ def read_tables(data_dir: Path, source: SourceConfig | None = None, *,
             continue
         except Exception as exc:  # any reader error makes the file unusable: say which and why
             problems.append(f"{table}: cannot read {path} ({_reader_error(exc, spec)})")
+            unanswered += network_os_error(exc)
             continue
         if len(frame.columns) > MAX_COLUMNS:
             problems.append(f"{table}: {path.name} has {len(frame.columns):,} columns (at most {MAX_COLUMNS:,} are "
                             "read: export the columns the pipeline needs and at most a few hundred attributes)")
             continue
         raw[table] = frame
-    if problems:
-        raise ContractError(problems)
+    if problems:  # only files a network share did not serve: worth trying again
+        raise ContractError(problems, transient=unanswered == len(problems))
     return raw
 
 

@@ -37,7 +37,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from features.inputs.config import SourceConfig, TableSource
-from features.inputs.contract import REQUIRED_TABLES, TABLES, ContractError
+from features.inputs.contract import REQUIRED_TABLES, TABLES, ContractError, network_os_error
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,8 @@ def read_sql_tables(source: SourceConfig, environ: Mapping[str, str] | None = No
     except ContractError:
         raise
     except Exception as exc:  # e.g. the connection lost while the transaction ends
-        raise ContractError([f"source.url: reading from {shown} failed ({_first_line(exc, password)})"]) from None
+        raise ContractError([f"source.url: reading from {shown} failed ({_first_line(exc, password)})"],
+                            transient=_unanswered(exc)) from None
     finally:
         engine.dispose()
 
@@ -127,6 +128,23 @@ def _engine(url):
 
     connect_args = {"connect_timeout": CONNECT_TIMEOUT_SECONDS} if url.get_driver_name() == "psycopg2" else {}
     return sa.create_engine(url, poolclass=NullPool, connect_args=connect_args)
+
+
+NOT_TRANSIENT = ("password authentication failed", "does not exist", "no such table", "unable to open database file",
+                 "syntax error", "permission denied", "access denied", "role ")
+
+
+def _unanswered(exc: BaseException) -> bool:
+    """The database refused, dropped or timed out the connection (worth trying again), as
+    opposed to a wrong password, database or query."""
+    import sqlalchemy as sa
+
+    if isinstance(exc, sa.exc.DisconnectionError) or network_os_error(exc):
+        return True
+    if isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError)):
+        text = str(getattr(exc, "orig", None) or exc).lower()
+        return not any(words in text for words in NOT_TRANSIENT)
+    return False
 
 
 def _first_line(exc: BaseException, password: str | None) -> str:
@@ -146,7 +164,8 @@ def _read_all(engine, source: SourceConfig, shown: str, password: str | None) ->
     try:
         conn = engine.connect().execution_options(**options)
     except Exception as exc:
-        raise ContractError([f"source.url: cannot connect to {shown} ({_first_line(exc, password)})"]) from None
+        raise ContractError([f"source.url: cannot connect to {shown} ({_first_line(exc, password)})"],
+                            transient=_unanswered(exc)) from None
     raw, problems = {}, []
     where = f"schema {source.schema_}" if source.schema_ else "the default schema"
     with conn, conn.begin():

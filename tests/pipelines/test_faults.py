@@ -46,9 +46,25 @@ def test_corrupt_prefect_database_is_named(sim_data, tmp_path, monkeypatch):
     (tmp_path / "prefect" / "prefect.db").write_bytes(b"\x00garbage" * 500)
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
-    result = run("train", "--data", sim_data, "--home", tmp_path / "home")
+    monkeypatch.delenv("CHURN_ORCHESTRATION", raising=False)
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):  # no server, not even the session's test harness
+        # a verb without a server does not use Prefect's database: the monitor goes on to its own error
+        result = run("monitor", "--data", sim_data, "--lists", tmp_path / "no-lists", "--home", tmp_path / "home")
+        assert result.exit_code == 2 and "Prefect" not in result.output and "cannot monitor" in result.output
+        # on Prefect's temporary local server (CHURN_ORCHESTRATION=prefect) it would time out on it
+        monkeypatch.setenv("CHURN_ORCHESTRATION", "prefect")
+        result = run("train", "--data", sim_data, "--home", tmp_path / "home")
     assert result.exit_code == 2
     assert "Prefect's local database" in one_line(result)
+
+
+def test_an_unknown_orchestration_mode(sim_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("CHURN_ORCHESTRATION", "always")
+    result = run("train", "--data", sim_data, "--home", tmp_path / "home")
+    assert result.exit_code == 2
+    assert "CHURN_ORCHESTRATION='always': expected one of auto, prefect, off" in one_line(result)
 
 
 def test_unreachable_tracking_server(sim_data, tmp_path, monkeypatch):
