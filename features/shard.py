@@ -42,6 +42,7 @@ from features.inputs.contract import TABLES, ContractError, ValidatedData
 from features.io import write_atomic
 
 ROWS = ".rows"  # the original row numbers of a shard's rows, per table
+_ROW_REF = r"source_row (\d+)"
 BATCH_ROWS = 1 << 20
 
 
@@ -252,7 +253,10 @@ def validate_shard(folder: str, shard: int, shards: int, source: SourceConfig, o
             rows_file = local / ROWS / f"{table}.parquet"
             if len(frame) and rows_file.exists():
                 rows = pq.read_table(rows_file).column("source_row").to_numpy()
-                frame = frame.assign(source_row=rows[frame["source_row"].to_numpy()])
+                # the reasons name other rows too ("an exact copy of source_row 4"): the original's
+                original = lambda m, rows=rows: f"source_row {rows[int(m.group(1))]}"  # noqa: E731
+                frame = frame.assign(source_row=rows[frame["source_row"].to_numpy()],
+                                     reason=frame["reason"].astype("object").str.replace(_ROW_REF, original, regex=True))
             quarantine[table] = frame
         # not "shard=<k>": DuckDB would read the folder name as a Hive partition column (a
         # customers attribute ``shard``) wherever the engine reads these files
@@ -311,8 +315,9 @@ def merge_validations(parts: Sequence[ShardValidation]) -> ValidatedData:
     if len(problems):
         first = problems.drop_duplicates(["table", "column", "check"])
         counts = problems.groupby(["table", "column", "check"], sort=False)["rows"].sum()
-        problems = first.assign(rows=counts.loc[list(zip(first["table"], first["column"], first["check"]))].to_numpy())
-        problems = problems.reset_index(drop=True)
+        problems = first.assign(rows=counts.loc[list(zip(first["table"], first["column"], first["check"]))]
+                                .to_numpy().astype("int64"))
+        problems = problems.sort_values("table", key=lambda t: t.map(TABLES.index), kind="stable").reset_index(drop=True)
     notes = list(dict.fromkeys(n for p in parts for n in p.notes))
     return ValidatedData(tables={}, quarantine=quarantine, summary=summary, data_end=parts[0].data_end,
                          row_problems=problems, notes=notes, sources={})

@@ -151,10 +151,11 @@ class Validated:
         return shards_.fingerprint(self.parts)
 
 
-def validate(r: Run, settings: Settings, data_dir: Path | None, out_dir: Path) -> Validated:
+def validate(r: Run, settings: Settings, data_dir: Path | None, out_dir: Path,
+             data_end: pd.Timestamp | None = None) -> Validated:
     """Shard the input (or open ``engine.dataset``), validate every shard on the cluster, write
     the merged quarantine and summary to ``out_dir`` (``write_quarantine``), apply the gate
-    (``ContractError`` as on one machine)."""
+    (``ContractError`` as on one machine). ``data_end``: the extract's time (default: now)."""
     from features.inputs import gate_problems, parse_iso, read_source, write_quarantine
     from features.inputs.quarantine import _as_data_end
 
@@ -166,7 +167,7 @@ def validate(r: Run, settings: Settings, data_dir: Path | None, out_dir: Path) -
         sharded = shards_.write_shards(raw, r.folder / "input", engine.shards, settings.source.ids)
         del raw
     n = sharded.shards
-    data_end = _as_data_end(None)  # the extract's time, one for every shard
+    data_end = _as_data_end(data_end)  # the extract's time, one for every shard
     earliest = parse_iso(settings.validation.earliest, "validation.earliest")
     parts = r.map(_validate_shard, sharded.folders, list(range(n)), shards=n, source=settings.source,
                   out_root=r.folder / "validated", data_end=data_end, earliest=earliest)
@@ -280,7 +281,7 @@ def sample_quotas(strata: Sequence[dict], size: int) -> tuple[list[dict], int]:
     return quotas, total
 
 
-def _sample_shard(path: str, quota: dict, seed: int, shard: int) -> pd.DataFrame:
+def _sample_shard(path: str, quota: dict, shard: int, *, seed: int) -> pd.DataFrame:
     """``quota`` rows of each (cutoff, label) stratum of one shard's table, drawn with a seed of its own."""
     frame = _load(path)
     keys = ["cutoff", "label"] if "label" in frame else ["cutoff"]
@@ -306,15 +307,15 @@ def training_set(r: Run, v: Validated, settings: Settings) -> tuple[pd.DataFrame
     labelled = bool(plan.cutoffs)
     cutoffs = plan.cutoffs if labelled else [default_as_of(tables)]
     paths, strata = build_shards(r, v, cutoffs, config, channels=None, horizon_days=horizon if labelled else None)
-    quotas, total = sample_quotas(strata, r.engine.train_sample)
-    parts = r.map(_sample_shard, paths, quotas, list(range(len(paths))), seed=r.engine.seed)
+    quotas, total = sample_quotas(strata, settings.engine.train_sample)
+    parts = r.map(_sample_shard, paths, quotas, list(range(len(paths))), seed=settings.engine.seed)
     frame = shards_.concat_shards(parts)
     del parts
     notes = [f"engine dask: {len(paths)} shards of the customers (stable hash of customer_id) on "
              f"{len(r.client.scheduler_info()['workers'])} worker(s)"]
     if len(frame) < total:
         notes.append(f"trained on a sample of {len(frame):,} of the {total:,} rows of the training set (engine."
-                     f"train_sample), stratified by cutoff and label (seed {r.engine.seed}); the metrics are measured "
+                     f"train_sample), stratified by cutoff and label (seed {settings.engine.seed}); the metrics are measured "
                      "on the sampled rows of the test cutoff")
     if labelled:
         plan = train.adapt_split(frame, plan, horizon)
@@ -461,14 +462,91 @@ def _list_shard(path: str, explain_ids: set, driver_ids: list, model, wanted: se
     return at_risk, win_back, pd.Series(lead.to_numpy(dtype=object), index=sample["customer_id"].to_numpy())
 
 
+def fits_on_its_batch(model) -> bool:
+    """Whether the served model fits something on the rows it scores (a buy-till-you-die
+    candidate, alone or in a stack, fits its parameters on the scored clients' own history):
+    its risks then depend on which clients are scored together, so it cannot be scored shard
+    by shard. True when the model cannot be looked into."""
+    inner = model
+    if hasattr(model, "unwrap_python_model"):
+        try:
+            inner = model.unwrap_python_model()
+        except Exception:  # noqa: BLE001 - a model of another flavour: assume the worst
+            return True
+    serving = getattr(inner, "func", inner)
+    serving = getattr(serving, "__wrapped__", serving)
+    scorers = getattr(serving, "scorers", None)
+    if not isinstance(scorers, dict):
+        return True
+    return any(getattr(s, "kind", None) == "function" for s in scorers.values())
+
+
+def lists_on_shards(r: Run, paths: Sequence[str], model, inputs: Sequence[str], *, as_of: pd.Timestamp,
+                    version: str | None, settings: Settings, contractual: bool) -> tuple:
+    """Both lists from the shards' scoring features (``build_shards``), as
+    ``models.score.make_lists`` makes them on one machine: per shard the lapse rule, the risk,
+    TreeSHAP for the clients chosen over the whole list and the per-client columns; once, the
+    one-time buyers' usual gaps, who gets reasons, the rank, the tiers and the drivers.
+    ``model``: ``.predict(frame)`` as the served model; ``inputs``: its input columns."""
+    from models import score
+
+    s, horizon = settings.score, settings.labels.horizon_days
+    wanted = set(inputs) | {"customer_id", "explain"}
+    rule = s.lapse_rule(horizon)
+    fallback = score.median_gap(np.concatenate(r.map(_gaps, paths)))
+    [model_f] = r.client.scatter([model], broadcast=True)
+    first = r.map(_score_shard, paths, model=model_f, wanted=wanted, rule=rule, contractual=contractual,
+                  with_cancellations=s.lapsed.with_cancellations, fallback=fallback)
+    risks = pd.concat([f for f, _ in first], ignore_index=True)
+    risks = risks.iloc[np.argsort(risks["customer_id"].to_numpy(dtype=object), kind="stable")].reset_index(drop=True)
+    lapsed_gap = score.median_gap(np.concatenate([g for _, g in first]))
+    explain = score.rows_to_explain(risks["risk"], risks["revenue"], rank_by=s.rank_by,
+                                    actionable_share=s.actionable_share, explain_all=s.explain_all,
+                                    risk_bounds=(s.risk_floor, s.risk_ceiling), max_rows=s.explain_max)
+    explain_ids = set(risks.loc[explain, "customer_id"])
+    driver_ids = risks["customer_id"].iloc[score.driver_sample(len(risks))].tolist()
+    parts = r.map(_list_shard, paths, explain_ids=explain_ids, driver_ids=driver_ids, model=model_f, wanted=wanted,
+                  as_of=as_of, version=version, actions=s.actions, top_k=s.top_reasons, horizon_days=horizon,
+                  risk_bounds=(s.risk_floor, s.risk_ceiling), lapsed_gap=lapsed_gap)
+    at_risk = score.rank_at_risk(pd.concat([p[0] for p in parts], ignore_index=True), rank_by=s.rank_by,
+                                 tiers=s.tiers.model_dump())
+    win_back = score.rank_win_back(pd.concat([p[1] for p in parts], ignore_index=True))
+    lead = pd.concat([p[2] for p in parts])
+    base = score.lead_shares(pd.Series(lead.reindex(driver_ids).to_numpy(dtype=object))) if len(lead) else pd.Series(dtype=float)
+    return score.Lists(at_risk, win_back, score.driver_table(at_risk, base))
+
+
+def lists_in_one_place(paths: Sequence[str], model, inputs: Sequence[str], *, as_of: pd.Timestamp,
+                       version: str | None, settings: Settings, contractual: bool) -> tuple:
+    """Both lists by ``models.score.make_lists`` on the shards' features gathered here: for a
+    model that fits on its batch (``fits_on_its_batch``), whose risks change when the clients
+    are scored apart."""
+    return one_machine_lists(collect(paths).drop(columns="cutoff"), model, inputs, as_of=as_of, version=version,
+                             settings=settings, contractual=contractual)
+
+
+def one_machine_lists(features: pd.DataFrame, model, inputs: Sequence[str], *, as_of: pd.Timestamp,
+                      version: str | None, settings: Settings, contractual: bool) -> tuple:
+    """``models.score.make_lists`` on a feature table as the single-machine scoring calls it."""
+    from models import score
+
+    s, horizon = settings.score, settings.labels.horizon_days
+    wanted = set(inputs) | {"customer_id", "explain"}
+    return score.make_lists(
+        _predictor(model, wanted), features, as_of=as_of, model_version=version, horizon_days=horizon,
+        contractual=contractual, lapse=s.lapse_rule(horizon), rule_with_cancellations=s.lapsed.with_cancellations,
+        rank_by=s.rank_by, tiers=s.tiers.model_dump(), actionable_share=s.actionable_share, explain_max=s.explain_max,
+        explain_all=s.explain_all, actions=s.actions, top_k=s.top_reasons, risk_bounds=(s.risk_floor, s.risk_ceiling))
+
+
 def score_lists(data_dir: Path | None, settings: Settings, home: Path, out_dir: Path, as_of: pd.Timestamp | None,
                 model_uri: str | None):
     """``score_flow``'s validation, features and lists on the cluster: (as_of, warnings, the
     model version, ``models.score.Lists``), the lists equal to the single-machine ones."""
     from features import build, labels as labels_
-    from models import registry, score
+    from models import registry
 
-    s, horizon = settings.score, settings.labels.horizon_days
+    horizon = settings.labels.horizon_days
     with run(settings.engine, home, "score") as r:
         v = validate(r, settings, data_dir, Path(out_dir) / "validation")
         tables = v.tables
@@ -476,29 +554,17 @@ def score_lists(data_dir: Path | None, settings: Settings, home: Path, out_dir: 
         warnings = labels_.check_as_of(tables, as_of, horizon)
         registry.configure_tracking(home)
         model, version = registry.load_model(settings.registry.model_name, uri=model_uri)
-        wanted = set(registry.input_columns(model)) | {"customer_id", "explain"}
-        channels = build.channel_list(registry.input_columns(model))
-        paths, _strata = build_shards(r, v, [as_of], settings.feature_config(), channels=channels, scoring=True)
+        inputs = registry.input_columns(model)
+        paths, _strata = build_shards(r, v, [as_of], settings.feature_config(), channels=build.channel_list(inputs),
+                                      scoring=True)
         contractual = build.is_contractual(tables)
-        rule = s.lapse_rule(horizon)
-        fallback = score.median_gap(np.concatenate(r.map(_gaps, paths)))
-        [model_f] = r.client.scatter([model], broadcast=True)
-        first = r.map(_score_shard, paths, model=model_f, wanted=wanted, rule=rule, contractual=contractual,
-                      with_cancellations=s.lapsed.with_cancellations, fallback=fallback)
-        risks = pd.concat([f for f, _ in first], ignore_index=True)
-        risks = risks.iloc[np.argsort(risks["customer_id"].to_numpy(dtype=object), kind="stable")].reset_index(drop=True)
-        lapsed_gap = score.median_gap(np.concatenate([g for _, g in first]))
-        explain = score.rows_to_explain(risks["risk"], risks["revenue"], rank_by=s.rank_by,
-                                        actionable_share=s.actionable_share, explain_all=s.explain_all,
-                                        risk_bounds=(s.risk_floor, s.risk_ceiling), max_rows=s.explain_max)
-        explain_ids = set(risks.loc[explain, "customer_id"])
-        driver_ids = risks["customer_id"].iloc[score.driver_sample(len(risks))].tolist()
-        parts = r.map(_list_shard, paths, explain_ids=explain_ids, driver_ids=driver_ids, model=model_f, wanted=wanted,
-                      as_of=as_of, version=version, actions=s.actions, top_k=s.top_reasons, horizon_days=horizon,
-                      risk_bounds=(s.risk_floor, s.risk_ceiling), lapsed_gap=lapsed_gap)
-        at_risk = score.rank_at_risk(pd.concat([p[0] for p in parts], ignore_index=True), rank_by=s.rank_by,
-                                     tiers=s.tiers.model_dump())
-        win_back = score.rank_win_back(pd.concat([p[1] for p in parts], ignore_index=True))
-        lead = pd.concat([p[2] for p in parts])
-        base = score.lead_shares(pd.Series(lead.reindex(driver_ids).to_numpy(dtype=object))) if len(lead) else pd.Series(dtype=float)
-        return as_of, warnings, version, score.Lists(at_risk, win_back, score.driver_table(at_risk, base))
+        if fits_on_its_batch(model):
+            warnings.append(f"model version {version} fits its buy-till-you-die part on the clients it scores: its lists "
+                            "were made on one machine from the shards' features (train a LightGBM champion to score "
+                            "shard by shard)")
+            lists = lists_in_one_place(paths, model, inputs, as_of=as_of, version=version, settings=settings,
+                                       contractual=contractual)
+        else:
+            lists = lists_on_shards(r, paths, model, inputs, as_of=as_of, version=version, settings=settings,
+                                    contractual=contractual)
+        return as_of, warnings, version, lists
