@@ -159,7 +159,7 @@ def validate(r: Run, settings: Settings, data_dir: Path | None, out_dir: Path,
     from features.inputs import gate_problems, parse_iso, read_source, write_quarantine
     from features.inputs.quarantine import _as_data_end
 
-    engine = r.engine
+    engine = settings.engine
     if engine.dataset:
         sharded = shards_.shard_folders(engine.dataset)
     else:
