@@ -109,9 +109,19 @@ class Run:
         self.client, self.engine, self.folder = client, engine, Path(folder)
 
     def map(self, fn: Callable, *iterables, **kwargs) -> list:
-        """``fn`` over the shards as Dask tasks (pure=False: every run computes), results in order."""
+        """``fn`` over the shards as Dask tasks (pure=False: every run computes), results in
+        order. The keyword arguments are the same for every shard: anything bigger than a
+        number is sent to the workers once (scattered), not once per task."""
+        from distributed import Future
+
+        shared = {}
+        for name, value in kwargs.items():
+            if isinstance(value, (Future, str, int, float, bool, type(None), Path)):
+                shared[name] = value
+            else:
+                [shared[name]] = self.client.scatter([value], broadcast=True, hash=False)
         futures = self.client.map(_task, [self.engine.threads] * len(iterables[0]), [fn] * len(iterables[0]),
-                                  *iterables, pure=False, **kwargs)
+                                  *iterables, pure=False, **shared)
         return self.client.gather(futures)
 
 
