@@ -180,7 +180,8 @@ def validate(r: Run, settings: Settings, data_dir: Path | None, out_dir: Path,
     data_end = _as_data_end(data_end)  # the extract's time, one for every shard
     earliest = parse_iso(settings.validation.earliest, "validation.earliest")
     parts = r.map(_validate_shard, sharded.folders, list(range(n)), shards=n, source=settings.source,
-                  out_root=r.folder / "validated", data_end=data_end, earliest=earliest)
+                  out_root=r.folder / "validated", data_end=data_end, earliest=earliest,
+                  check_placement=bool(engine.dataset))
     fatal = [line for p in parts if isinstance(p, list) for line in p]
     if fatal:
         raise ContractError(list(dict.fromkeys(fatal)))
