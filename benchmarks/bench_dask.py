@@ -45,6 +45,12 @@ def peak_gb() -> float:
     return float("nan")
 
 
+def reset_peak() -> None:
+    """Start this process's peak memory afresh (Linux: 5 > /proc/self/clear_refs resets VmHWM)."""
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")
+
+
 def simulate_blocks(customers: int, block: int, shards: int, out: Path, seed: int = 20261203) -> dict:
     """Simulate ``customers`` in blocks into ``out/flat`` and ``out/sharded`` (see the module doc)."""
     import numpy as np
@@ -169,13 +175,23 @@ def run_dask(args) -> dict:
     log, t_all = {}, time.perf_counter()
     home = Path(tempfile.mkdtemp(prefix="bench-dask-"))
     try:
+        phases = {}
         with engine.run(settings.engine, home, "bench") as r:
+            base = sorted(round(g, 2) for g in r.client.run(peak_gb).values())
+
+            def phase(name):  # each worker's peak memory during one step
+                phases[name] = sorted(round(g, 2) for g in r.client.run(peak_gb).values())
+                r.client.run(reset_peak)
+
+            r.client.run(reset_peak)
             t = time.perf_counter()
             v = engine.validate(r, settings, Path(args.data) / "flat", home / "validation")
             log["shard + validate" if args.reshard else "validate"] = time.perf_counter() - t
+            phase("validate")
             t = time.perf_counter()
             sample, plan, _ = engine.training_set(r, v, settings)
             log["training set (12 cutoffs) + stratified sample"] = time.perf_counter() - t
+            phase("training set")
             t = time.perf_counter()
             served = _fit(sample, plan, settings)
             log[f"fit LightGBM ({len(sample):,} sampled rows, driver)"] = time.perf_counter() - t
@@ -187,13 +203,14 @@ def run_dask(args) -> dict:
             lists = engine.lists_on_shards(r, paths, SimpleNamespace(predict=served), served.inputs, as_of=as_of,
                                            version="bench", settings=settings, contractual=True)
             log["score (features, risk, reasons, lists)"] = time.perf_counter() - t
-            workers = r.client.run(peak_gb)
+            phase("score")
             shards = len(v.parts)
+        workers = {"after start": base, **phases}
         total = time.perf_counter() - t_all
         return {"path": "dask", "workers": args.workers, "shards": shards,
                 "steps_s": {k: round(v, 1) for k, v in log.items()}, "total_s": round(total, 1),
                 "listed": len(lists.at_risk), "win_back": len(lists.win_back), "driver_peak_gb": round(peak_gb(), 2),
-                "worker_peak_gb": sorted(round(g, 2) for g in workers.values())}
+                "worker_peak_gb": workers}
     finally:
         shutil.rmtree(home, ignore_errors=True)
 

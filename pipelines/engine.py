@@ -71,7 +71,8 @@ def dask_client(engine: EngineSettings) -> Iterator:
     env = {"OMP_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
     with LocalCluster(n_workers=engine.workers, processes=True, threads_per_worker=1, host="127.0.0.1",
                       dashboard_address=None, memory_limit=engine.memory_limit, silence_logs=logging.ERROR,
-                      env=env) as cluster, Client(cluster) as client:
+                      env=env, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},  # its HTTP endpoint on a free port
+                      ) as cluster, Client(cluster) as client:
         yield client
 
 
