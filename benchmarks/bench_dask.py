@@ -117,8 +117,6 @@ def _fit(frame, plan, settings):
 
 
 def run_local(args) -> dict:
-    import pandas as pd
-
     from features import build, labels
     from features.inputs import validate_source
     from models import train

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -45,7 +44,6 @@ from features.inputs import ContractError, ValidatedData
 from features.io import write_atomic
 from pipelines.settings import EngineSettings, Settings
 
-log = logging.getLogger(__name__)
 
 
 # -- the cluster ----------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
 from features import build, labels, shard
-from features.inputs import ContractError, SourceConfig, ValidationConfig, read_source, validate_source
+from features.inputs import ContractError, SourceConfig, read_source, validate_source
 from features.simulate import simulate, write_dataset
 from pipelines.settings import Settings
 
