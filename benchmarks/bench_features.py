@@ -89,6 +89,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1,
                         help="run each phase this many times (each in its own process): the table shows the median "
                              "and, with --repeat > 1, the range (a shared 2-core box varies by 10-20%% between runs)")
+    parser.add_argument("--truth-rollouts", type=int, default=0,
+                        help="Monte-Carlo rollouts of the simulated truth (default 0: the events are the same, "
+                             "only truth.parquet's true_risk columns are left empty)")
     parser.add_argument("--only-simulate", action="store_true", help="build the cached simulation, time nothing")
     parser.add_argument("--phase", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
@@ -101,7 +104,8 @@ def main() -> None:
         from features.simulate import simulate, write_dataset
 
         t0 = time.perf_counter()
-        tables = simulate(args.customers, args.seed, progress=True)
+        # the engines are timed here, not the truth: no Monte-Carlo rollouts (bench_truth.py measures those)
+        tables = simulate(args.customers, args.seed, progress=True, truth_rollouts=args.truth_rollouts)
         t_sim = time.perf_counter() - t0
         write_dataset(tables, data)
         events = sum(len(tables[t]) for t in ("orders", "interactions", "nps", "complaints", "cancellations"))

@@ -125,10 +125,14 @@ def drift(reference: dict, features: pd.DataFrame, risk: np.ndarray, *, psi_warn
           psi_alert: float = 0.2) -> tuple[dict, dict]:
     """Per feature ``{"psi", "flag", "warn", "reference": "train", "method": "psi"}`` (``flag``:
     PSI at or above ``psi_alert``), sorted by PSI, largest first; and the same for the score.
-    A feature of the reference missing from ``features`` is skipped."""
+    A feature of the reference missing from ``features`` is skipped, and so are the calendar
+    features (the time of year of the date: the same for every client at a date, so they move
+    with the date by construction and say nothing about the clients)."""
+    from features.catalogue import feature_group
+
     out = {}
     for name, profile in reference["features"].items():
-        if name in features.columns:
+        if name in features.columns and feature_group(name) != "calendar":
             psi = column_psi(profile, features[name])
             out[name] = {"psi": round(psi, 6), "flag": bool(psi >= psi_alert), "warn": bool(psi >= psi_warn),
                          "reference": "train", "method": "psi"}

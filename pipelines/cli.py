@@ -281,7 +281,7 @@ def features(
 
     import pandas as pd
 
-    from features.inputs import ContractError, gate_warnings, validate_source
+    from features.inputs import ContractError, gate_warnings, same_sources, sources_if_clean, validate_source
 
     settings = _settings(config, **{"labels.horizon_days": horizon_days}, **_engine(engine, workers, shards, scheduler))
     home = prepare_environment(home)
@@ -291,36 +291,48 @@ def features(
     if settings.engine.kind == "dask":
         _features_on_dask(folder, settings, home, cutoffs, out, labels)
         return
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        # DuckDB validates outside the GIL while this thread imports the engine (SciPy ...)
+
+    def build(sources, progress):
+        if labels:
+            return build_training_set(sources, cutoffs, horizon_days=settings.labels.horizon_days,
+                                      config=settings.feature_config(), progress=progress)
+        return build_features(sources, cutoffs, config=settings.feature_config(), progress=progress)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        # DuckDB validates outside the GIL while this thread imports the engine (SciPy ...);
+        # when every table is a Parquet file that may be clean as it is, the engine starts on
+        # those files at once, and its table is kept only if the validation finds them clean
         loading = pool.submit(validate_source, settings.source, settings.validation, folder, home / "validation")
         from features.build import build_features, feature_columns, skipped_groups
         from features.io import write_frame
         from features.labels import build_training_set, check_as_of
 
+        guess = sources_if_clean(settings.source, folder)
+        ahead = pool.submit(build, guess, True) if guess is not None else None
         try:
             result, _paths = loading.result()
         except ContractError as exc:
             _contract_errors(exc)
-    _warn(gate_warnings(result))
+        if ahead is not None and not same_sources(result.sources, guess):
+            ahead.cancel()
+            ahead = None  # built from files the validation changed: built again below from what it kept
+        # (while the engine may still run) the gate's warnings and the dates the data can describe
+        _warn(gate_warnings(result))
+        try:  # with --labels, a cutoff whose label window is not observed is left out (and named) instead
+            for c in [] if labels else cutoffs:
+                _warn(check_as_of(result.sources, c, settings.labels.horizon_days, name="--cutoff"))
+        except ValueError as exc:
+            err.print(f"[red]{exc}[/red]", highlight=False)
+            raise typer.Exit(2) from exc
+        for group, why in skipped_groups(result.sources).items():
+            err.print(f"[yellow]skipped feature group {group}:[/yellow] {why}")
     # the engine reads a Parquet file that is clean as it is itself: no pandas round trip
-    try:  # with --labels, a cutoff whose label window is not observed is left out (and named) instead
-        for c in [] if labels else cutoffs:
-            _warn(check_as_of(result.sources, c, settings.labels.horizon_days, name="--cutoff"))
-    except ValueError as exc:
-        err.print(f"[red]{exc}[/red]", highlight=False)
-        raise typer.Exit(2) from exc
-    for group, why in skipped_groups(result.sources).items():
-        err.print(f"[yellow]skipped feature group {group}:[/yellow] {why}")
+    table = ahead.result() if ahead is not None else build(result.sources, True)
     if labels:
-        table = build_training_set(result.sources, cutoffs, horizon_days=settings.labels.horizon_days,
-                                   config=settings.feature_config(), progress=True)
         kept = sorted(table["cutoff"].unique()) if len(table) else []
         if len(kept) < len(cutoffs):
             err.print(f"[yellow]{len(cutoffs) - len(kept)} cutoff(s) left out:[/yellow] their "
                       f"{settings.labels.horizon_days}-day label window runs past the end of the data")
-    else:
-        table = build_features(result.sources, cutoffs, config=settings.feature_config(), progress=True)
     write_frame(table, out)
     when = ", ".join(str(pd.Timestamp(c).date()) for c in sorted(table["cutoff"].unique())) if len(table) else "no cutoff"
     console.print(f"{len(table):,} rows (client x cutoff) x {len(feature_columns(table))} features at {when} -> {out}",

@@ -26,7 +26,8 @@ from features.inputs.sql import read_sql_tables, redact_url
 
 __all__ = ["CANONICAL_DTYPES", "SCHEMAS", "TABLES", "ContractError", "SourceConfig", "TableSource", "ValidatedData",
            "ValidationConfig", "format_summary", "gate_problems", "gate_warnings", "load_data", "load_source",
-           "parse_iso", "read_source", "read_sql_tables", "read_tables", "redact_url", "validate_source", "validate_tables", "write_quarantine"]
+           "parse_iso", "read_source", "read_sql_tables", "read_tables", "redact_url", "same_sources", "sources_if_clean",
+           "validate_source", "validate_tables", "write_quarantine"]
 
 
 def load_data(data_dir: Path, data_end: pd.Timestamp | None = None) -> ValidatedData:
@@ -88,6 +89,34 @@ def load_source(source: SourceConfig, validation: ValidationConfig | None = None
     if problems:
         raise ContractError(problems, result=result)
     return result
+
+
+def sources_if_clean(source: SourceConfig, data_dir: Path | None = None) -> dict[str, Path] | None:
+    """What ``validate_source(...).sources`` will be if every table turns out clean as it is:
+    the Parquet files themselves. None when that cannot happen (a SQL source, a CSV file, an
+    option that changes a table, a derived customers table, an unreadable folder). A caller
+    may start reading these files while the validation runs, and must use what it read only
+    when the validation's ``sources`` equal them (``same_sources``)."""
+    from features.inputs.quarantine import read_as_is
+
+    folder = data_dir if data_dir is not None else source.path
+    if source.kind != "files" or folder is None:
+        return None
+    try:
+        raw = read_tables(Path(folder), source, lazy_parquet=True)
+    except (ContractError, OSError):
+        return None
+    present = [t for t in TABLES if t in raw]
+    as_is = read_as_is(raw, present, source)
+    if "customers" not in raw or "orders" not in raw or len(as_is) != len(present):
+        return None
+    return {t: as_is[t].path for t in present}
+
+
+def same_sources(sources: Mapping, guess: Mapping | None) -> bool:
+    """Whether validated ``sources`` are exactly the files of ``guess`` (``sources_if_clean``)."""
+    return (guess is not None and set(sources) == set(guess)
+            and all(isinstance(sources[t], (str, Path)) and Path(sources[t]) == Path(guess[t]) for t in guess))
 
 
 def validate_source(source: SourceConfig, validation: ValidationConfig | None, data_dir: Path | None, out_dir: Path,

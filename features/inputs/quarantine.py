@@ -279,14 +279,33 @@ def _combine(issues: list[_Issue]) -> pd.Series:
 
 # -- validation ---------------------------------------------------------------------------------
 
-def _missing_columns(table: str, frame: pd.DataFrame) -> list[str]:
-    """One problem per required column absent from ``frame``, with a hint when the name is
-    there in another case or with spaces, or when the header looks like one unsplit column."""
+ROW_ID_PREFIX = "row-"
+
+
+def _number_orders(raw: dict, source: SourceConfig) -> tuple[dict, bool]:
+    """A purchase log without order ids (CDNOW, many transaction exports: one row per
+    purchase) gets ``order_id`` = ``row-<n>``, its row in the file from 1, so every row is
+    one order; exact copies of a row are still found on the columns as read. Order lines
+    (``lines: true``) need the real id to be summed into orders, so there it stays required."""
+    orders = raw.get("orders")
+    if (orders is None or "order_id" in orders.columns or source.table("orders").lines
+            or _missing_columns("orders", orders, optional=("order_id",))):
+        return raw, False  # (with other columns missing, those are named and the id is not asked for)
+    frame = _read(orders)
+    numbered = frame.reset_index(drop=True)
+    numbered.insert(0, "order_id", pd.Series([f"{ROW_ID_PREFIX}{i}" for i in range(1, len(frame) + 1)], dtype="object"))
+    return {**raw, "orders": numbered}, True
+
+
+def _missing_columns(table: str, frame: pd.DataFrame, optional: tuple[str, ...] = ()) -> list[str]:
+    """One problem per required column absent from ``frame`` (but ``optional``), with a hint
+    when the name is there in another case or with spaces, or when the header looks like one
+    unsplit column."""
     problems = []
     lowered = {str(c).strip().lower(): c for c in frame.columns}
     unsplit = len(frame.columns) == 1 and any(sep in str(frame.columns[0]) for sep in ";\t|")
     for name, col in SCHEMAS[table].columns.items():
-        if col.required and name not in frame.columns:
+        if col.required and name not in frame.columns and name not in optional:
             hint = ""
             if name in lowered:
                 hint = f"; found '{lowered[name]}': names are case- and space-sensitive"
@@ -351,8 +370,10 @@ def validate_tables(raw: dict[str, pd.DataFrame], data_end: pd.Timestamp | None 
     data_end = _as_data_end(data_end)
     present = [t for t in TABLES if t in raw]
     problems = [] if "orders" in raw else ["orders: missing required table (expected orders.csv or orders.parquet)"]
+    raw, numbered = _number_orders(raw, source)
     for table in present:
-        problems += _missing_columns(table, raw[table])
+        problems += _missing_columns(table, raw[table], optional=("order_id",) if table == "orders"
+                                     and not source.table("orders").lines else ())
     if problems:
         raise ContractError(problems)
     clean_files = _screen_files(raw, present, data_end, source, earliest)
@@ -366,6 +387,9 @@ def validate_tables(raw: dict[str, pd.DataFrame], data_end: pd.Timestamp | None 
 
     derived = "customers" not in raw
     tables, quarantine, rows, counts, notes = {}, {}, [], [], []
+    if numbered:
+        notes.append(f"orders: the export has no order_id: each row is one order, named {ROW_ID_PREFIX}<n> by its "
+                     "row in the file (n from 1); exact copies of a row are still quarantined")
     known = referenced = None  # customer ids kept / as read, once customers (or orders, if derived) is done
     with duckdb.connect() as con:
         for table in present:
@@ -384,7 +408,8 @@ def validate_tables(raw: dict[str, pd.DataFrame], data_end: pd.Timestamp | None 
                 parsed[table], _ = _parse_table(table, frames[table], source.table(table), source.ids)
             frame, p = frames[table], parsed[table]
             spec = source.table(table)
-            issues = _row_issues(con, table, frame, p, data_end, known, referenced, derived, spec, earliest)
+            issues = _row_issues(con, table, frame, p, data_end, known, referenced, derived, spec, earliest,
+                                 not_read=("order_id",) if table == "orders" and numbered else ())
             if table == "cancellations" and "orders" in tables:
                 issues += _cancelled_before_buying(con, p, tables["orders"], {c: i for i, c in enumerate(SCHEMAS[table].columns)})
             reasons = _combine(issues)
@@ -432,11 +457,7 @@ def _screen_files(raw: dict, present: list[str], data_end: pd.Timestamp, source:
     with options (a format, a zone, order lines, credit notes, id normalisation) is changed
     by validation, so it is never clean as it is. Cancellations are clean as they are only
     when the orders are too and no cancellation precedes its customer's first order."""
-    where = {"file", "table", "query"}
-    default = TableSource().model_dump(exclude=where)
-    plain = not (source.ids.strip_leading_zeros or source.ids.lower_case or source.ids.strip_decimal_zero)
-    files = {t: raw[t] for t in present if isinstance(raw[t], ParquetFile) and plain
-             and source.table(t).model_dump(exclude=where) == default}
+    files = read_as_is(raw, present, source)
     out = {}
     if files:
         with duckdb.connect() as con:
@@ -455,6 +476,16 @@ def _screen_files(raw: dict, present: list[str], data_end: pd.Timestamp, source:
                     con, parquet_sql(files["cancellations"].path), parquet_sql(files["orders"].path))):
                 del out["cancellations"]  # the row-by-row path names those rows
     return out
+
+
+def read_as_is(raw: dict, present: list[str], source: SourceConfig) -> dict[str, ParquetFile]:
+    """The tables given as ``ParquetFile`` and read with no option that changes them (a format,
+    a zone, order lines, credit notes, id normalisation): the ones that may be clean as they are."""
+    where = {"file", "table", "query"}
+    default = TableSource().model_dump(exclude=where)
+    plain = not (source.ids.strip_leading_zeros or source.ids.lower_case or source.ids.strip_decimal_zero)
+    return {t: raw[t] for t in present if isinstance(raw[t], ParquetFile) and plain
+            and source.table(t).model_dump(exclude=where) == default}
 
 
 _FIRST_ORDERS = """SELECT customer_id AS id, min(ordered_at) AS first FROM {orders}
@@ -524,10 +555,12 @@ class _CleanTables(Mapping):
 
 def _row_issues(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame, parsed: _Parsed,
                 data_end: pd.Timestamp, known, referenced, derived: bool, spec: TableSource,
-                earliest: pd.Timestamp = EARLIEST) -> list[_Issue]:
+                earliest: pd.Timestamp = EARLIEST, not_read: tuple[str, ...] = ()) -> list[_Issue]:
     """Every row problem of one table: unreadable values, the pandera rules, implausible
     times, unknown customers, exact copies of earlier rows, then repeated ids (decided among
-    the rows without other problems) or, for order lines, incomplete and inconsistent orders."""
+    the rows without other problems) or, for order lines, incomplete and inconsistent orders.
+    ``not_read``: columns the validation added (derived order ids), left out of the exact-copy
+    comparison."""
     position = {c: i for i, c in enumerate(SCHEMAS[table].columns)}
     issues = _parse_issues(table, parsed, frame, position, spec)
     schema_issues, fatal = _schema_issues(table, parsed, frame, position)
@@ -539,7 +572,7 @@ def _row_issues(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame,
     issues += schema_issues + _future_issues(table, parsed, data_end, position, earliest)
     if known is not None:
         issues += _unknown_issue(con, table, parsed, known, referenced, derived, position)
-    copies = _exact_duplicate_issue(con, table, frame)
+    copies = _exact_duplicate_issue(con, table, frame.drop(columns=list(not_read)) if not_read else frame)
     issues += copies
     flagged = np.zeros(len(frame), dtype=bool)
     for issue in issues:

@@ -78,3 +78,54 @@ def test_a_cancellation_before_the_first_order_sends_a_clean_file_down_the_row_p
     assert isinstance(result.sources["cancellations"], pd.DataFrame)
     assert result.quarantine["cancellations"]["reason"].str.contains("before the customer's first order").all()
     assert_same(result, row_by_row(folder))
+
+
+def _typed(tables: dict) -> dict[str, pd.DataFrame]:
+    typed = {name: pd.DataFrame(t) for name, t in tables.items()}
+    for frame in typed.values():
+        for col in frame:
+            if col.endswith("_at"):
+                frame[col] = pd.to_datetime(frame[col], utc=True, format="ISO8601").dt.tz_localize(None).astype("datetime64[us]")
+    return typed
+
+
+def test_the_files_read_ahead_are_the_sources_only_when_every_file_is_clean(tmp_path):
+    from features.inputs import SourceConfig, same_sources, sources_if_clean
+
+    clean = write(tmp_path / "clean", "parquet", **_typed(BASE))
+    guess = sources_if_clean(SourceConfig(), clean)
+    assert guess == {name: clean / f"{name}.parquet" for name in BASE}
+    assert same_sources(load_data(clean, data_end=END).sources, guess)
+    tables, _table, _reason = ROW_CASES["negative amount"]
+    bad = write(tmp_path / "bad", "parquet", **_typed({**BASE, **tables}))
+    guess = sources_if_clean(SourceConfig(), bad)
+    assert guess is not None and not same_sources(load_data(bad, data_end=END).sources, guess)
+    assert sources_if_clean(SourceConfig(), write(tmp_path / "csv", "csv", **BASE)) is None
+    assert sources_if_clean(SourceConfig(), write(tmp_path / "no-customers", "parquet", orders=BASE["orders"])) is None
+
+
+@pytest.mark.parametrize("case", ["clean", "negative amount"])
+def test_churn_features_gives_the_features_of_what_the_validation_kept(tmp_path, case):
+    # the verb starts the engine on the files while they are validated: the table it writes is
+    # the engine's on the validated tables either way
+    from typer.testing import CliRunner
+
+    from features.build import build_features
+    from features.inputs import SourceConfig, ValidationConfig, validate_source
+    from pipelines.cli import app
+
+    tables = BASE if case == "clean" else {**BASE, **ROW_CASES[case][0]}
+    folder = write(tmp_path / "data", "parquet", **_typed(tables))
+    config = tmp_path / "config.yaml"
+    config.write_text("validation: {max_quarantined_share: 0.5}\n")
+    out = tmp_path / "features.parquet"
+    result = CliRunner().invoke(app, ["features", "--data", str(folder), "--cutoff", "2024-06-01", "--out", str(out),
+                                      "--config", str(config), "--home", str(tmp_path / "home")])
+    assert result.exit_code == 0, result.output
+    validated, _ = validate_source(SourceConfig(), ValidationConfig(max_quarantined_share=0.5), folder, tmp_path / "v")
+    expected = build_features(validated.sources, [pd.Timestamp("2024-06-01")])
+    written = pd.read_parquet(out)
+    assert len(written) and list(written.columns) == list(expected.columns)
+    pd.testing.assert_frame_equal(written, expected, check_dtype=False, check_categorical=False)
+    if case != "clean":  # the quarantined order is not counted
+        assert (validated.summary.set_index("table").loc["orders", "rows_quarantined"]) == 1

@@ -49,6 +49,14 @@ def test_shifted_feature_is_flagged_first():
     assert by_feature["b"] | {"psi": 0} == {"psi": 0, "flag": True, "warn": True, "reference": "train", "method": "psi"}
 
 
+def test_calendar_features_are_not_monitored_for_drift():
+    # the time of year is one value per date: a later list always has another one
+    ref = monitor.reference_profile(pd.DataFrame({"season_sin": np.full(500, 0.5), "tenure_days": np.arange(500.0)}), None)
+    later = pd.DataFrame({"season_sin": np.full(500, -0.9), "tenure_days": np.arange(500.0)})
+    by_feature, _ = monitor.drift(ref, later, np.zeros(500))
+    assert list(by_feature) == ["tenure_days"]
+
+
 def test_unseen_level_and_missing_values_count():
     ref = monitor.column_profile(pd.Series(["a", "b", "a", "b"]))
     assert monitor.column_psi(ref, pd.Series(["a", "b", "a", "b"])) == pytest.approx(0.0)

@@ -320,6 +320,29 @@ def test_invoice_lines_read_as_orders_are_fatal_and_named_as_order_lines(tmp_pat
     assert "orders: 2 of 4 rows (50%) are quarantined" in text and "lines: true" in text
 
 
+def test_a_purchase_log_without_order_ids_numbers_its_rows(tmp_path):
+    # CDNOW-like: customer, day (YYYYMMDD), quantity, amount; one row per purchase, no order id
+    log = "CustID,Date,Qty,Amount\n00001,19970101,1,11.77\n00002,19970112,1,12.00\n00001,19970102,2,29.33\n" \
+          "00001,19970102,2,29.33\n"
+    result = load(folder(tmp_path, orders_csv=log),
+                  {"tables": {"orders": {"columns": {"customer_id": "CustID", "ordered_at": "Date", "amount": "Amount"},
+                                         "timestamp_format": "%Y%m%d"}}}, {"max_quarantined_share": 0.5})
+    reconciled(result)
+    orders = result.tables["orders"]
+    assert orders["order_id"].tolist() == ["row-1", "row-2", "row-3"]
+    assert orders["customer_id"].tolist() == ["00001", "00002", "00001"]
+    assert orders["ordered_at"].tolist() == [pd.Timestamp("1997-01-01"), pd.Timestamp("1997-01-12"), pd.Timestamp("1997-01-02")]
+    # the copy of a row is still an exact copy: the derived id is not part of the comparison
+    assert reasons(result, "orders") == ["orders.row: an exact copy of source_row 2 (every column equal: a duplicated export row)"]
+    assert any("no order_id" in note for note in result.notes)
+
+
+def test_order_lines_without_an_order_id_are_fatal(tmp_path):
+    text = fatal(folder(tmp_path, orders_csv="customer_id,ordered_at,amount\na,2024-01-01,10\n"),
+                 {"tables": {"orders": {"lines": True}}})
+    assert "orders: missing required column 'order_id'" in text
+
+
 def test_order_lines_are_summed_into_orders(tmp_path):
     result = load(folder(tmp_path, customers_csv=CUSTOMERS, orders_csv=LINES),
                   {"tables": {"orders": {**LINE_MAP, "lines": True, "negative_amounts": "returns"}}})
