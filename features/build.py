@@ -41,7 +41,8 @@ from features.groups import skipped_groups as declared_skips
 from features.history import (DAY, NEVER, PAST, Events, History, Source, first_in_run, gaps, last_in_run, micros,
                               parquet_sql, safe_name, segment_max)
 
-__all__ = ["KEYS", "BTYD_INPUTS", "build_features", "build_population", "channel_list", "feature_columns",
+__all__ = ["KEYS", "BTYD_INPUTS", "build_features", "build_population", "channel_list", "choose_channels", "feature_columns",
+           "fit_btyd",
            "features_for_scoring", "is_contractual", "nps_category", "parquet_sql", "returning_customers",
            "skipped_groups"]
 
@@ -465,10 +466,16 @@ def _channels(h: History, config: FeatureConfig) -> list[str]:
     """Interaction channels (as column-safe names) frequent enough before the latest cutoff to
     get their own features: at least ``channel_min_share`` of interactions, the ``max_channels``
     most frequent."""
-    counts = h.channel_counts
+    return choose_channels(h.channel_values, h.channel_counts, config)
+
+
+def choose_channels(values: Sequence[str], counts, config: FeatureConfig) -> list[str]:
+    """``_channels`` from the channels' raw values and their interactions before the latest
+    cutoff (the distributed engine sums the counts over its shards, then chooses once)."""
+    counts = np.asarray(counts, dtype=np.int64)
     if counts.sum() == 0:
         return []
-    shares = pd.DataFrame({"channel": h.channel_values, "share": counts / counts.sum()})
+    shares = pd.DataFrame({"channel": list(values), "share": counts / counts.sum()})
     shares = shares.sort_values(["share", "channel"], ascending=[False, True], kind="stable")
     shares["name"] = shares["channel"].map(safe_name)
     shares = shares[shares["name"] != ""].groupby("name", sort=False)["share"].sum().sort_values(ascending=False, kind="stable")
@@ -582,18 +589,35 @@ def nps_category(score: pd.Series) -> pd.Series:
                      index=score.index)
 
 
-def _btyd_features(frame: pd.DataFrame, config: FeatureConfig) -> pd.DataFrame:
-    """BG/NBD fitted per cutoff on that cutoff's own history, applied to every client. A cutoff
-    whose fit fails (``btyd.BtydFitError``: e.g. no client has bought yet) keeps the three
-    features missing, with a warning."""
-    horizon_weeks = config.btyd_horizon_days / 7.0
-    out = {name: np.full(len(frame), np.nan) for name in ("btyd_p_no_order", "btyd_expected_orders", "btyd_p_alive")}
+def fit_btyd(frame: pd.DataFrame, config: FeatureConfig, *, warn: bool = True) -> dict:
+    """The BG/NBD parameters of each cutoff of ``frame`` (rows sorted by cutoff then customer,
+    as ``build_features`` returns them), fitted on that cutoff's own history: cutoff ->
+    ``btyd.BgNbdParams``, or None when the fit fails (``btyd.BtydFitError``: e.g. no client has
+    bought yet; a warning names the cutoff). The distributed engine fits them once on the
+    inputs gathered from its shards in this same order, and hands them to every shard."""
+    fitted = {}
     for cutoff, rows in frame.groupby("cutoff", sort=True).indices.items():
         x, t_x, T = (frame[c].to_numpy(dtype=float)[rows] for c in ("btyd_x", "btyd_t_x", "btyd_T"))
         try:
-            params = btyd.fit_bgnbd(x, t_x, T, sample=config.btyd_sample)
+            fitted[pd.Timestamp(cutoff)] = btyd.fit_bgnbd(x, t_x, T, sample=config.btyd_sample)
         except btyd.BtydFitError as error:
-            log.warning("btyd_* features missing at cutoff %s: %s", pd.Timestamp(cutoff).date(), error)
+            if warn:
+                log.warning("btyd_* features missing at cutoff %s: %s", pd.Timestamp(cutoff).date(), error)
+            fitted[pd.Timestamp(cutoff)] = None
+    return fitted
+
+
+def _btyd_features(frame: pd.DataFrame, config: FeatureConfig, fitted: Mapping | None = None) -> pd.DataFrame:
+    """BG/NBD fitted per cutoff on that cutoff's own history (``fit_bgnbd``; ``fitted``: the
+    parameters by cutoff, already fitted), applied to every client. A cutoff whose fit fails
+    keeps the three features missing."""
+    horizon_weeks = config.btyd_horizon_days / 7.0
+    out = {name: np.full(len(frame), np.nan) for name in ("btyd_p_no_order", "btyd_expected_orders", "btyd_p_alive")}
+    fitted = fit_btyd(frame, config) if fitted is None else {pd.Timestamp(c): p for c, p in fitted.items()}
+    for cutoff, rows in frame.groupby("cutoff", sort=True).indices.items():
+        x, t_x, T = (frame[c].to_numpy(dtype=float)[rows] for c in ("btyd_x", "btyd_t_x", "btyd_T"))
+        params = fitted.get(pd.Timestamp(cutoff))
+        if params is None:
             continue
         out["btyd_p_no_order"][rows] = btyd.p_no_purchase(params, x, t_x, T, horizon_weeks)
         out["btyd_expected_orders"][rows] = btyd.expected_purchases(params, x, t_x, T, horizon_weeks)
@@ -604,7 +628,8 @@ def _btyd_features(frame: pd.DataFrame, config: FeatureConfig) -> pd.DataFrame:
 def build_features(tables: Mapping[str, Source], cutoffs: Iterable[pd.Timestamp], *,
                    config: FeatureConfig | None = None, active_window_days: int | None = None,
                    population: pd.DataFrame | None = None, channels: Sequence[str] | None = None,
-                   label_horizon_days: int | None = None, progress: bool = False) -> pd.DataFrame:
+                   label_horizon_days: int | None = None, progress: bool = False,
+                   btyd_params: Mapping | None = None) -> pd.DataFrame:
     """Features of every client in the population at each cutoff.
 
     ``tables``: validated input tables (``features.inputs``) as frames or paths to Parquet
@@ -616,7 +641,9 @@ def build_features(tables: Mapping[str, Source], cutoffs: Iterable[pd.Timestamp]
     the data supports. Reads only facts strictly before each cutoff. With
     ``label_horizon_days`` (and no ``population``), also each client's ``label`` (see
     ``features.labels``: use ``build_training_set`` there, which keeps only the cutoffs whose
-    label window is observed), computed in the same pass.
+    label window is observed), computed in the same pass. ``btyd_params``: the BG/NBD
+    parameters by cutoff (``fit_btyd``), fitted elsewhere; default: fitted here on the clients
+    of each cutoff (a shard of the customers must be given the parameters of the whole base).
     """
     config = config or FeatureConfig()
     if active_window_days is not None:
@@ -659,7 +686,7 @@ def build_features(tables: Mapping[str, Source], cutoffs: Iterable[pd.Timestamp]
         if touches is not None:
             touches.close()
         h.close()
-    return _finish(columns, ids, config, attributes)
+    return _finish(columns, ids, config, attributes, btyd_params)
 
 
 def _features_at(at: _Cutoff, touches: _Touches | None, clients: bool = True) -> dict:
@@ -720,7 +747,8 @@ def _categorical(codes: np.ndarray, levels: Sequence[str]) -> pd.Categorical:
     return pd.Categorical.from_codes(remap[codes], categories=[levels[i] for i in kept])
 
 
-def _finish(columns: dict[str, list], ids: pa.Array, config: FeatureConfig, attributes: dict) -> pd.DataFrame:
+def _finish(columns: dict[str, list], ids: pa.Array, config: FeatureConfig, attributes: dict,
+            btyd_params: Mapping | None = None) -> pd.DataFrame:
     """One frame from the cutoffs' columns: categories, float64 numbers, BG/NBD summaries,
     catalogue column order."""
     if not columns:
@@ -741,7 +769,7 @@ def _finish(columns: dict[str, list], ids: pa.Array, config: FeatureConfig, attr
     out = pd.DataFrame(data, copy=False)
     del data
     if config.btyd:  # the same columns whether or not a cutoff has clients
-        btyd_cols = _btyd_features(out, config)
+        btyd_cols = _btyd_features(out, config, btyd_params)
         for name in btyd_cols.columns:
             out[name] = btyd_cols[name]
     feature_cols = [name for name in BY_NAME if name in out.columns]

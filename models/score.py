@@ -65,21 +65,35 @@ def _col(frame: pd.DataFrame, name: str) -> np.ndarray:
     return pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
-def usual_gap_days(features: pd.DataFrame) -> np.ndarray:
-    """Each client's usual days between orders; one-time buyers get the clients' median."""
+def known_gaps(features: pd.DataFrame) -> np.ndarray:
+    """The clients' known usual days between orders (``mean_gap_days`` where finite): what the
+    one-time buyers' fallback is the median of (a sharded scoring gathers them from its shards)."""
+    gap = _col(features, "mean_gap_days")
+    return gap[np.isfinite(gap)]
+
+
+def median_gap(gaps: np.ndarray) -> float:
+    """The one-time buyers' usual gap: the median of the known gaps (NaN without any)."""
+    return float(np.median(gaps)) if len(gaps) else np.nan
+
+
+def usual_gap_days(features: pd.DataFrame, fallback: float | None = None) -> np.ndarray:
+    """Each client's usual days between orders; one-time buyers get the clients' median
+    (``fallback``: that median, computed over more clients than ``features``)."""
     gap = _col(features, "mean_gap_days")
     known = np.isfinite(gap)
-    fallback = float(np.median(gap[known])) if known.any() else np.nan
+    if fallback is None:
+        fallback = median_gap(gap[known])
     return np.where(known, gap, fallback)
 
 
-def lapse_rule(features: pd.DataFrame, rule: LapseRule = LapseRule()) -> np.ndarray:
+def lapse_rule(features: pd.DataFrame, rule: LapseRule = LapseRule(), fallback_gap: float | None = None) -> np.ndarray:
     """Which part of ``LapseRule`` marks each client as lapsed ('no order', 'no sign of life',
-    'BG/NBD'), or None for a client who can still be kept."""
+    'BG/NBD'), or None for a client who can still be kept (``fallback_gap``: see ``usual_gap_days``)."""
     out = np.full(len(features), None, dtype=object)
     if not rule.enabled or not len(features):
         return out
-    gap = usual_gap_days(features)
+    gap = usual_gap_days(features, fallback_gap)
     gap = np.where(np.isfinite(gap), gap, 0.0)
     since_order = _col(features, "days_since_last_order")
     with np.errstate(invalid="ignore"):
@@ -186,18 +200,56 @@ def build_at_risk(scored: pd.DataFrame, features: pd.DataFrame, *, as_of: pd.Tim
     """
     if rank_by not in ("risk", "value_at_risk"):
         raise ValueError(f"rank_by must be 'risk' or 'value_at_risk', not {rank_by!r}")
-    as_of = pd.Timestamp(as_of)
-    facts = features.drop(columns=[c for c in ("cutoff", "risk") if c in features.columns])
-    out = scored.drop(columns=[c for c in ("cutoff",) if c in scored.columns]).merge(facts, on="customer_id", how="left")
+    if "explained" not in scored:  # the actionable top of the list in rank order, or everyone
+        order = _ranked(_risk_columns(scored.merge(features[["customer_id", *[c for c in ("amount_365d",) if c in features]]],
+                                                   on="customer_id", how="left"), risk_bounds), rank_by)
+        n_explained = len(order) if explain_all else int(np.ceil(actionable_share * len(order)))
+        explained = np.zeros(len(order), dtype=bool)
+        explained[order.index.to_numpy()[:n_explained]] = True
+        scored = scored.assign(explained=explained)
+    rows = at_risk_rows(scored, features, as_of=as_of, model_version=model_version, actions=actions, top_k=top_k,
+                        horizon_days=horizon_days, risk_bounds=risk_bounds)
+    return rank_at_risk(rows, rank_by=rank_by, tiers=tiers)
+
+
+def _risk_columns(out: pd.DataFrame, risk_bounds: tuple[float, float]) -> pd.DataFrame:
     out["_raw_risk"] = pd.to_numeric(out["risk"], errors="coerce").fillna(0.0)
     out["risk"] = bound_risk(out["_raw_risk"], *risk_bounds)
     revenue = pd.to_numeric(out["amount_365d"], errors="coerce").fillna(0.0) if "amount_365d" in out else 0.0
     out["value_at_risk"] = out["risk"] * revenue
+    return out
+
+
+def _ranked(out: pd.DataFrame, rank_by: str) -> pd.DataFrame:
     # the order of the model's own risk: the bounds must not tie the clients beyond them
     keys = ["value_at_risk", "_raw_risk"] if rank_by == "value_at_risk" else ["_raw_risk"]
-    out = out.sort_values([*keys, "customer_id"], ascending=[False] * len(keys) + [True], kind="stable").reset_index(drop=True)
+    return out.sort_values([*keys, "customer_id"], ascending=[False] * len(keys) + [True], kind="stable")
+
+
+def rank_at_risk(rows: pd.DataFrame, *, rank_by: str = "risk", tiers: dict | None = None) -> pd.DataFrame:
+    """The retention list from its rows (``at_risk_rows``, of one or several shards): ranked by
+    ``rank_by`` (ties by customer_id), tiered (``assign_tiers``), in ``LIST_COLUMNS``."""
+    if rank_by not in ("risk", "value_at_risk"):
+        raise ValueError(f"rank_by must be 'risk' or 'value_at_risk', not {rank_by!r}")
+    out = _ranked(rows, rank_by).reset_index(drop=True)
     out["rank"] = np.arange(1, len(out) + 1)
     out["tier"] = assign_tiers(out["risk"], out["rank"], **(tiers or {}))
+    return out[LIST_COLUMNS]
+
+
+def at_risk_rows(scored: pd.DataFrame, features: pd.DataFrame, *, as_of: pd.Timestamp, model_version: str | None,
+                 actions: dict[str, str] | None = None, top_k: int = 3, horizon_days: int = 90,
+                 risk_bounds: tuple[float, float] = (0.01, 0.99)) -> pd.DataFrame:
+    """Everything of the retention list that is per client (``build_at_risk`` without the rank
+    and the tier): ``scored`` carries a boolean ``explained`` column; the rows keep the helper
+    column ``_raw_risk`` that ``rank_at_risk`` orders by. Any subset of the clients (a shard)
+    gives those clients' rows."""
+    as_of = pd.Timestamp(as_of)
+    facts = features.drop(columns=[c for c in ("cutoff", "risk") if c in features.columns])
+    out = scored.drop(columns=[c for c in ("cutoff",) if c in scored.columns]).merge(facts, on="customer_id", how="left")
+    out = _risk_columns(out, risk_bounds)
+    out["rank"] = 0
+    out["tier"] = None
     out["risk_in_words"] = risk_in_words(out["risk"], horizon_days)
     groups = [f"reason_group_{i}" for i in range(1, 4)]
     for i, col in enumerate(groups, start=1):
@@ -205,11 +257,7 @@ def build_at_risk(scored: pd.DataFrame, features: pd.DataFrame, *, as_of: pd.Tim
             out[col] = None
     raised = out["reason_group_1"].notna().to_numpy()  # any group, the profile included, raises the risk
     out[groups] = actionable_reasons(out[groups].astype("object"), out)
-    if "explained" in out:  # the rows the model was asked to explain (make_lists)
-        explained = out["explained"].fillna(False).astype(bool).to_numpy()
-    else:
-        n_explained = len(out) if explain_all else int(np.ceil(actionable_share * len(out)))
-        explained = np.arange(len(out)) < n_explained
+    explained = out["explained"].fillna(False).astype(bool).to_numpy()  # the rows the model was asked to explain
     head = out[explained]
     for i, col in enumerate(groups, start=1):
         words = np.full(len(out), None, dtype=object)
@@ -228,7 +276,7 @@ def build_at_risk(scored: pd.DataFrame, features: pd.DataFrame, *, as_of: pd.Tim
     for col in ("new_high_tier", "new_on_list"):
         out[col] = pd.array([pd.NA] * len(out), dtype="boolean")
     out["risk_change"] = np.nan
-    return out[LIST_COLUMNS]
+    return out[[*LIST_COLUMNS, "_raw_risk"]]
 
 
 def value_per_year(features: pd.DataFrame) -> np.ndarray:
@@ -245,12 +293,28 @@ def build_win_back(features: pd.DataFrame, lapsed: np.ndarray, *, as_of: pd.Time
     marked each, from ``lapse_rule``), lifecycle_stage 'former', ranked by the value they
     brought per year; reason_1 says how they lapsed against how they bought, reason_2..3 the
     likely reasons they left (an open complaint, a detractor answer, no contact from us)."""
+    return rank_win_back(win_back_rows(features, lapsed, as_of=as_of, actions=actions))
+
+
+def rank_win_back(rows: pd.DataFrame) -> pd.DataFrame:
+    """The win-back list from its rows (``win_back_rows``, of one or several shards), ranked by
+    the value they brought per year (ties by customer_id)."""
+    out = rows.sort_values(["value_per_year", "customer_id"], ascending=[False, True], kind="stable").reset_index(drop=True)
+    out["rank"] = np.arange(1, len(out) + 1)
+    return out[WIN_BACK_COLUMNS]
+
+
+def win_back_rows(features: pd.DataFrame, lapsed: np.ndarray, *, as_of: pd.Timestamp,
+                  actions: dict[str, str] | None = None, fallback_gap: float | None = None) -> pd.DataFrame:
+    """Everything of the win-back list that is per client (``build_win_back`` without the
+    rank); ``fallback_gap``: the one-time buyers' usual gap over all lapsed clients, when
+    ``features`` holds only some of them (``usual_gap_days``)."""
     as_of = pd.Timestamp(as_of)
     out = features.drop(columns=[c for c in ("cutoff",) if c in features.columns]).assign(lapse_rule=lapsed)
     out["value_per_year"] = value_per_year(out)
-    out["usual_gap_days"] = np.round(usual_gap_days(out), 1)
-    out = out.sort_values(["value_per_year", "customer_id"], ascending=[False, True], kind="stable").reset_index(drop=True)
-    out["rank"] = np.arange(1, len(out) + 1)
+    out["usual_gap_days"] = np.round(usual_gap_days(out, fallback_gap), 1)
+    out = out.reset_index(drop=True)
+    out["rank"] = 0
     out["lifecycle_stage"] = "former"
     clues = clue_groups(out, 2)
     out["reason_group_1"] = "purchases"
@@ -273,13 +337,14 @@ def build_win_back(features: pd.DataFrame, lapsed: np.ndarray, *, as_of: pd.Time
 
 
 def split_lists(features: pd.DataFrame, rule: LapseRule, *, contractual: bool = False,
-                rule_with_cancellations: bool = False) -> np.ndarray:
+                rule_with_cancellations: bool = False, fallback_gap: float | None = None) -> np.ndarray:
     """The lapse rule of each client (None: can still be kept). On data with a cancellations
     table a cancelled client is no longer a client at all (in neither list), and by default the
-    silence rule does not apply: a contract that was not cancelled is still a client."""
+    silence rule does not apply: a contract that was not cancelled is still a client.
+    ``fallback_gap``: see ``usual_gap_days``."""
     if contractual and not rule_with_cancellations:
         return np.full(len(features), None, dtype=object)
-    return lapse_rule(features, rule)
+    return lapse_rule(features, rule, fallback_gap)
 
 
 def compare_with_previous(at_risk: pd.DataFrame, win_back: pd.DataFrame,
@@ -347,20 +412,29 @@ def make_lists(predict, features: pd.DataFrame, *, as_of: pd.Timestamp, model_ve
     revenue = kept["amount_365d"] if "amount_365d" in kept else pd.Series(0.0, index=kept.index)
     wanted = rows_to_explain(first["risk"], revenue, rank_by=rank_by, actionable_share=actionable_share,
                              explain_all=explain_all, risk_bounds=risk_bounds, max_rows=explain_max)
-    scored = first.assign(explained=wanted)
-    if wanted.any():  # reasons for the rows shown with reasons only: their risk is already known
-        explained = predict(kept[wanted].assign(explain=True))
-        for col in explained.columns:
-            if col.startswith(("reason_group_", "driver_")):
-                values = scored[col].astype("object").to_numpy(copy=True) if col in scored else np.full(len(scored), None, dtype=object)
-                values[wanted] = explained[col].to_numpy()
-                scored[col] = values
+    scored = explain_rows(predict, kept, first, wanted)
     at_risk = build_at_risk(scored, kept, as_of=as_of, model_version=model_version, rank_by=rank_by, tiers=tiers,
                             actionable_share=actionable_share, explain_all=explain_all, actions=actions, top_k=top_k,
                             horizon_days=horizon_days, risk_bounds=risk_bounds)
     win_back = build_win_back(features[~keep].reset_index(drop=True), lapsed[~keep], as_of=as_of, actions=actions)
     base = base_drivers(predict, kept, sample=driver_sample)
     return Lists(at_risk, win_back, driver_table(at_risk, base))
+
+
+def explain_rows(predict, kept: pd.DataFrame, first: pd.DataFrame, wanted: np.ndarray) -> pd.DataFrame:
+    """``first`` (the model's output on ``kept`` without reasons) with the reason groups of the
+    ``wanted`` rows (TreeSHAP on those rows only: their risk is already known) and a boolean
+    ``explained`` column."""
+    wanted = np.asarray(wanted, dtype=bool)
+    scored = first.assign(explained=wanted)
+    if wanted.any():
+        explained = predict(kept[wanted].assign(explain=True))
+        for col in explained.columns:
+            if col.startswith(("reason_group_", "driver_")):
+                values = scored[col].astype("object").to_numpy(copy=True) if col in scored else np.full(len(scored), None, dtype=object)
+                values[wanted] = explained[col].to_numpy()
+                scored[col] = values
+    return scored
 
 
 class Lists(NamedTuple):
@@ -374,10 +448,28 @@ def base_drivers(predict, kept: pd.DataFrame, *, sample: int = 2000, seed: int =
     random sample of ``sample`` clients (explaining everyone would cost what the list saves)."""
     if not len(kept) or sample <= 0:
         return pd.Series(dtype=float)
-    rows = kept.sample(min(sample, len(kept)), random_state=seed) if len(kept) > sample else kept
+    rows = kept.iloc[driver_sample(len(kept), sample=sample, seed=seed)]
+    return lead_shares(leading_reasons(predict, rows))
+
+
+def driver_sample(n: int, *, sample: int = 2000, seed: int = 0) -> np.ndarray:
+    """Positions (into the retention list's clients in customer order) of the clients whose
+    leading reasons make the drivers across the base: all of them up to ``sample``, else a
+    seeded sample (``DataFrame.sample``'s draw)."""
+    if n <= sample:
+        return np.arange(n)
+    return pd.RangeIndex(n).to_series().sample(sample, random_state=seed).to_numpy()
+
+
+def leading_reasons(predict, rows: pd.DataFrame) -> pd.Series:
+    """Each row's leading actionable reason group (None: nothing raises the risk), by TreeSHAP."""
     groups = [c for c in ("reason_group_1", "reason_group_2", "reason_group_3")]
     explained = predict(rows.assign(explain=True))
-    lead = actionable_reasons(explained[[c for c in groups if c in explained]].astype("object"), rows)["reason_group_1"]
+    return actionable_reasons(explained[[c for c in groups if c in explained]].astype("object"), rows)["reason_group_1"]
+
+
+def lead_shares(lead: pd.Series) -> pd.Series:
+    """Share of each leading reason group ('none': nothing raises the risk)."""
     return lead.fillna("none").value_counts(normalize=True)
 
 

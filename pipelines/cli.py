@@ -54,6 +54,20 @@ def prepare_environment(home: Path) -> Path:
         os.environ.setdefault(key, value)
     return home
 
+EngineOpt = Annotated[Optional[str], typer.Option("--engine", help="local (one machine) or dask (the customers in shards on "
+                                                  "a Dask cluster; default from config: local).")]
+WorkersOpt = Annotated[Optional[int], typer.Option("--workers", min=1, help="--engine dask: worker processes of the local "
+                                                   "cluster (default from config: 2).")]
+ShardsOpt = Annotated[Optional[int], typer.Option("--shards", min=1, help="--engine dask: shards of the customers (default "
+                                                  "from config: 8).")]
+SchedulerOpt = Annotated[Optional[str], typer.Option("--scheduler", help="--engine dask: address of an existing Dask "
+                                                     "scheduler (default: a local cluster started and stopped here).")]
+
+
+def _engine(engine, workers, shards, scheduler) -> dict:
+    """The engine flags as settings overrides."""
+    return {"engine.kind": engine, "engine.workers": workers, "engine.shards": shards, "engine.scheduler": scheduler}
+
 
 def _settings(config: Optional[Path], **overrides):
     from pipelines.settings import SettingsError, load_settings
@@ -272,6 +286,10 @@ def features(
     horizon_days: Annotated[Optional[int], typer.Option("--horizon-days", min=1, help="Label horizon with --labels (default from config: 90).")] = None,
     config: ConfigOpt = None,
     home: HomeOpt = Path(".churn"),
+    engine: EngineOpt = None,
+    workers: WorkersOpt = None,
+    shards: ShardsOpt = None,
+    scheduler: SchedulerOpt = None,
 ):
     """Build the point-in-time feature table of every client at one or more cutoffs
     (one row per client and cutoff); with --labels, a labelled training set."""
@@ -281,11 +299,14 @@ def features(
 
     from features.inputs import ContractError, gate_warnings, same_sources, sources_if_clean, validate_source
 
-    settings = _settings(config, **{"labels.horizon_days": horizon_days})
+    settings = _settings(config, **{"labels.horizon_days": horizon_days}, **_engine(engine, workers, shards, scheduler))
     home = prepare_environment(home)
     _preflight(home, tracking=False, out_file=out)
     folder = _data_dir(data, settings)
     cutoffs = sorted({_parse_date(c, "--cutoff") for c in cutoff})
+    if settings.engine.kind == "dask":
+        _features_on_dask(folder, settings, home, cutoffs, out, labels)
+        return
 
     def build(sources, progress):
         if labels:
@@ -334,6 +355,26 @@ def features(
                   highlight=False)
 
 
+def _features_on_dask(folder, settings, home: Path, cutoffs, out: Path, labels: bool) -> None:
+    """``churn features --engine dask``: the same table, built shard by shard (``pipelines.engine``)."""
+    from features.inputs import ContractError, gate_warnings
+    from pipelines.engine import features_to_file
+
+    try:
+        result, rows, kept, warnings = features_to_file(folder, settings, home, cutoffs, Path(out), labels)
+    except ContractError as exc:
+        _contract_errors(exc)
+    except ValueError as exc:
+        err.print(f"[red]{exc}[/red]", highlight=False)
+        raise typer.Exit(2) from exc
+    _warn(gate_warnings(result) + warnings)
+    if labels and len(kept) < len(cutoffs):
+        err.print(f"[yellow]{len(cutoffs) - len(kept)} cutoff(s) left out:[/yellow] their "
+                  f"{settings.labels.horizon_days}-day label window runs past the end of the data")
+    when = ", ".join(str(c.date()) for c in kept) if kept else "no cutoff"
+    console.print(f"{rows:,} rows (client x cutoff) at {when}, {settings.engine.shards} shards -> {out}", highlight=False)
+
+
 @app.command()
 @_guarded
 def train(
@@ -342,10 +383,14 @@ def train(
     horizon_days: Annotated[Optional[int], typer.Option("--horizon-days", min=1, help="Label horizon (default from config: 90).")] = None,
     tune: Annotated[int, typer.Option("--tune", min=0, help="Optuna trials of hyper-parameter search on the validation cutoffs (0 = off); trials are logged to MLflow.")] = 0,
     home: HomeOpt = Path(".churn"),
+    engine: EngineOpt = None,
+    workers: WorkersOpt = None,
+    shards: ShardsOpt = None,
+    scheduler: SchedulerOpt = None,
 ):
     """Train every candidate on the monthly cutoffs whose label horizon is observed (weekly when the history is
     short), choose the champion on the validation cutoffs, test on the latest cutoff, register it in MLflow."""
-    settings = _settings(config, **{"labels.horizon_days": horizon_days})
+    settings = _settings(config, **{"labels.horizon_days": horizon_days}, **_engine(engine, workers, shards, scheduler))
     home = prepare_environment(home)
     _preflight(home)
     from features.inputs import ContractError
@@ -408,13 +453,17 @@ def score(
     model: Annotated[Optional[str], typer.Option("--model", help="MLflow model URI (default: models:/<name>@champion).")] = None,
     config: ConfigOpt = None,
     home: HomeOpt = Path(".churn"),
+    engine: EngineOpt = None,
+    workers: WorkersOpt = None,
+    shards: ShardsOpt = None,
+    scheduler: SchedulerOpt = None,
 ):
     """Score every client with the champion model; write the retention list (clients who can still be kept),
     the win-back list (clients already lapsed), summary.json and report.html.
 
     Exit code 2: a config error (an unknown key in score.actions ...), input that breaks the
     contract, or no model to score with."""
-    settings = _settings(config)
+    settings = _settings(config, **_engine(engine, workers, shards, scheduler))
     home = prepare_environment(home)
     _preflight(home, out_dir=out)
     when = _parse_date(as_of, "--as-of")

@@ -149,9 +149,15 @@ def train_flow(data_dir: Path | None, settings: Settings, home: Path, tune_trial
     (challenger; champion alias if it passes the gate)."""
     logger = run_logger()
     home = Path(home)
-    validated = validate_task(data_dir, settings, home / "validation")
-    tables = validated.sources  # a Parquet file clean as it is is read by the engine itself
-    frame, plan = training_set_task(tables, settings, home)
+    fingerprint = None
+    if settings.engine.kind == "dask":  # the same steps shard by shard on a Dask cluster
+        from pipelines import engine
+
+        validated, tables, frame, plan, fingerprint = engine.train_inputs(data_dir, settings, home)
+    else:
+        validated = validate_task(data_dir, settings, home / "validation")
+        tables = validated.sources  # a Parquet file clean as it is is read by the engine itself
+        frame, plan = training_set_task(tables, settings, home)
     split = plan.split
     for note in plan.notes:
         logger.warning(note)
@@ -180,7 +186,7 @@ def train_flow(data_dir: Path | None, settings: Settings, home: Path, tune_trial
                 metrics.get("test_ece", float("nan")), metrics.get("best_baseline_test_roc_auc", float("nan")))
 
     test = frame[frame["cutoff"] == split.test] if split.test is not None else frame
-    fingerprint = data_fingerprint(validated)
+    fingerprint = fingerprint or data_fingerprint(validated)
     plots_dir = home / "plots" / (split.test.strftime("%Y-%m-%d") if split.test is not None else "unlabelled")
     plots = {}
     if len(report.test_scores):
@@ -271,22 +277,29 @@ def score_flow(data_dir: Path | None, out_dir: Path, settings: Settings, home: P
     home, out_dir = Path(home), Path(out_dir)
     staging = history.open_staging(out_dir)  # the set is built here and published as one
     try:
-        if validated is None:
+        if settings.engine.kind == "dask":  # the same steps shard by shard on a Dask cluster
+            from pipelines import engine
+
+            as_of, warnings, version, (at_risk, win_back, drivers), validated = engine.score_lists(
+                data_dir, settings, home, staging, as_of, model_uri)
+        elif validated is None:
             validated = validate_task(data_dir, settings, staging / "validation")
         else:
             write_quarantine(validated, staging / "validation")
     except ContractError:
         history.keep_rejected(staging, out_dir)
         raise
-    tables = validated.sources  # a Parquet file clean as it is is read by the engine itself
-    as_of = pd.Timestamp(as_of) if as_of is not None else labels.default_as_of(tables)
-    warnings = labels.check_as_of(tables, as_of, settings.labels.horizon_days)
     tracking_uri = registry.configure_tracking(home)
-    model, version = retrying(registry.load_model, settings.registry.model_name, uri=model_uri,
-                              what="loading the model", **settings.retries.options())
-    channels = build.channel_list(registry.input_columns(model))
-    features = scoring_features_task(tables, as_of, settings.feature_config(), channels, settings.cache.feature_cache(home))
-    at_risk, win_back, drivers = lists_task(model, features, as_of, version, settings, build.is_contractual(tables))
+    if settings.engine.kind != "dask":
+        tables = validated.sources  # a Parquet file clean as it is is read by the engine itself
+        as_of = pd.Timestamp(as_of) if as_of is not None else labels.default_as_of(tables)
+        warnings = labels.check_as_of(tables, as_of, settings.labels.horizon_days)
+        model, version = retrying(registry.load_model, settings.registry.model_name, uri=model_uri,
+                                  what="loading the model", **settings.retries.options())
+        channels = build.channel_list(registry.input_columns(model))
+        features = scoring_features_task(tables, as_of, settings.feature_config(), channels,
+                                         settings.cache.feature_cache(home))
+        at_risk, win_back, drivers = lists_task(model, features, as_of, version, settings, build.is_contractual(tables))
     metrics = registry.version_metrics(settings.registry.model_name, version)
     s = settings.score
     paths = report.write_outputs(at_risk, out_dir, model_version=version, metrics=metrics, as_of=as_of,

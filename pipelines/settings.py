@@ -178,6 +178,24 @@ class RetrySettings(_Section):
                 "jitter": self.jitter}
 
 
+class EngineSettings(_Section):
+    """Where the per-customer work runs: ``local`` (one process, the default) or ``dask``
+    (the customers split into ``shards`` by a stable hash of customer_id, each shard's
+    validation, features, labels, scores and reasons a task on a Dask cluster)."""
+    kind: str = Field("local", pattern="^(local|dask)$", description="local: one machine; dask: shards on a Dask cluster")
+    scheduler: Optional[str] = Field(None, description="address of an existing Dask scheduler (tcp://host:8786); "
+                                                       "empty: start a LocalCluster of `workers` processes on 127.0.0.1")
+    workers: int = Field(2, gt=0, description="worker processes of the LocalCluster (one thread each)")
+    shards: int = Field(8, gt=0, description="shards the customers are split into (a shard is the unit of work and of a worker's memory)")
+    threads: int = Field(1, gt=0, description="threads of DuckDB and NumPy inside one shard's task (workers x threads <= cores)")
+    memory_limit: str = Field("auto", description="memory limit of each LocalCluster worker (e.g. 4GB; auto: the machine's memory / workers; 0: none)")
+    dataset: Optional[str] = Field(None, description="an input already sharded by this project's hash: a folder or fsspec URL "
+                                                     "with shard=0/, shard=1/, ... each holding <table>.parquet")
+    train_sample: int = Field(1_000_000, gt=0, description="rows of the stacked training set the model is trained on: "
+                                                           "a sample stratified by cutoff and label when the set is larger")
+    seed: int = Field(0, description="seed of the training sample")
+
+
 class SimulateSettings(_Section):
     customers: int = Field(20_000, gt=0)
     seed: int = 7
@@ -197,6 +215,7 @@ class Settings(_Section):
     cache: CacheSettings = CacheSettings()
     retries: RetrySettings = RetrySettings()
     demo: SimulateSettings = SimulateSettings()
+    engine: EngineSettings = EngineSettings()
 
     def with_overrides(self, **dotted: Any) -> "Settings":
         """Return a copy with ``section.field`` values replaced, skipping None (flags not given)."""
