@@ -1,6 +1,8 @@
 """The model card logged with every model: intended use, data window, metrics, baselines, limits."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
 
@@ -121,3 +123,40 @@ def model_card(*, model_name: str, horizon_days: int, cutoffs: dict[str, list[st
         "lifecycle features.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def training_artifacts(report, test: pd.DataFrame, feature_cols: list[str], *, plots_dir: Path, model_name: str,
+                       horizon_days: int, cutoffs: dict, backtest: pd.DataFrame | None, fingerprint: dict,
+                       skipped_groups: dict, contractual: bool, notes: list[str], horizon, frequency: str,
+                       validation_summary: pd.DataFrame, lapse, rule_with_cancellations: bool = False) -> tuple[str, dict]:
+    """What a training run stores with its model: the model card (markdown) and every artifact
+    by file name (the card, the feature catalogue, the candidates, the data fingerprint, the
+    cutoffs, the validation summary, the holdout and explanation plots drawn into ``plots_dir``,
+    the metrics by segment, the backtest, and the monitoring reference of the test cutoff)."""
+    import json
+
+    from features.catalogue import catalogue_frame
+    from models import evaluate, monitor, registry
+
+    plots = {}
+    if len(report.test_scores):
+        plots = evaluate.save_plots(report.test_scores["label"], report.test_scores["risk"], plots_dir,
+                                    champion=report.champion,
+                                    baselines={k[9:]: report.test_scores[k].to_numpy() for k in report.test_scores
+                                               if k in ("baseline_logistic", "baseline_btyd", "baseline_pnbd")})
+    plots |= evaluate.save_explanation_plots(report.model, test, plots_dir)
+    card = model_card(model_name=model_name, horizon_days=horizon_days, cutoffs=cutoffs, metrics=report.metrics,
+                      breakdowns=report.breakdowns, backtest=backtest, fingerprint=fingerprint,
+                      skipped_groups=skipped_groups, contractual=contractual, champion=report.champion_label,
+                      choice=report.choice, candidates=report.candidates, notes=notes, horizon=horizon,
+                      frequency=frequency)
+    artifacts = {"model_card.md": card, "feature_catalogue.csv": catalogue_frame(), "candidates.csv": report.candidates,
+                 "data_fingerprint.json": json.dumps(fingerprint, indent=2), "cutoffs.json": json.dumps(cutoffs, indent=2),
+                 "validation_summary.csv": validation_summary, **{f"{k}.png": v for k, v in plots.items()},
+                 **{f"metrics_by_{k}.csv": v for k, v in report.breakdowns.items()}}
+    if backtest is not None:
+        artifacts["backtest.csv"] = backtest
+    scored = report.test_scores["risk"].to_numpy() if len(report.test_scores) == len(test) else None
+    artifacts[registry.REFERENCE_ARTIFACT] = monitor.to_json(monitor.retention_reference(
+        test, feature_cols, scored, lapse=lapse, contractual=contractual, rule_with_cancellations=rule_with_cancellations))
+    return card, artifacts

@@ -8,7 +8,6 @@ Flows return plain results (paths, metrics) so the CLI and tests can read them.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,12 +15,11 @@ import pandas as pd
 
 from features import build, labels
 from features.cache import FeatureCache
-from features.catalogue import catalogue_frame, feature_group
 from features.config import FeatureConfig
 from features.inputs import (ContractError, ValidatedData, describe_source, format_summary, gate_warnings,
                              validate_source, write_quarantine)
 from models import backfill, candidates, evaluate, history, lineage, monitor, registry, report, score, train
-from models.card import markdown_table, model_card
+from models.card import markdown_table, training_artifacts
 from pipelines.orchestration import flow, orchestrated, retrying, run_flow, run_logger, step
 from pipelines.settings import Settings
 
@@ -187,30 +185,15 @@ def train_flow(data_dir: Path | None, settings: Settings, home: Path, tune_trial
 
     test = frame[frame["cutoff"] == split.test] if split.test is not None else frame
     fingerprint = fingerprint or data_fingerprint(validated)
-    plots_dir = home / "plots" / (split.test.strftime("%Y-%m-%d") if split.test is not None else "unlabelled")
-    plots = {}
-    if len(report.test_scores):
-        plots = evaluate.save_plots(report.test_scores["label"], report.test_scores["risk"], plots_dir,
-                                    champion=report.champion,
-                                    baselines={k[9:]: report.test_scores[k].to_numpy() for k in report.test_scores
-                                               if k in ("baseline_logistic", "baseline_btyd", "baseline_pnbd")})
-    plots |= evaluate.save_explanation_plots(report.model, test, plots_dir)
-    frequency = train.FREQUENCY_NAMES.get(plan.frequency, plan.frequency)
-    card = model_card(model_name=settings.registry.model_name, horizon_days=settings.labels.horizon_days,
-                      cutoffs=cutoffs_used, metrics=metrics, breakdowns=report.breakdowns, backtest=backtest,
-                      fingerprint=fingerprint, skipped_groups=skipped, contractual=contractual,
-                      champion=report.champion_label, choice=report.choice, candidates=report.candidates,
-                      notes=[*plan.notes, *report.notes], horizon=horizon, frequency=frequency)
-    artifacts = {"model_card.md": card, "feature_catalogue.csv": catalogue_frame(), "candidates.csv": report.candidates,
-                 "data_fingerprint.json": json.dumps(fingerprint, indent=2), "cutoffs.json": json.dumps(cutoffs_used, indent=2),
-                 "validation_summary.csv": validated.summary, **{f"{k}.png": v for k, v in plots.items()},
-                 **{f"metrics_by_{k}.csv": v for k, v in report.breakdowns.items()}}
-    if backtest is not None:
-        artifacts["backtest.csv"] = backtest
-    artifacts[registry.REFERENCE_ARTIFACT] = monitor.to_json(monitor.retention_reference(
-        test, feature_cols, report.test_scores["risk"].to_numpy() if len(report.test_scores) == len(test) else None,
-        lapse=settings.score.lapse_rule(settings.labels.horizon_days), contractual=contractual,
-        rule_with_cancellations=settings.score.lapsed.with_cancellations))
+    card, artifacts = training_artifacts(
+        report, test, feature_cols, plots_dir=home / "plots" / (split.test.strftime("%Y-%m-%d") if split.test is not None
+                                                                else "unlabelled"),
+        model_name=settings.registry.model_name, horizon_days=settings.labels.horizon_days, cutoffs=cutoffs_used,
+        backtest=backtest, fingerprint=fingerprint, skipped_groups=skipped, contractual=contractual,
+        notes=[*plan.notes, *report.notes], horizon=horizon,
+        frequency=train.FREQUENCY_NAMES.get(plan.frequency, plan.frequency), validation_summary=validated.summary,
+        lapse=settings.score.lapse_rule(settings.labels.horizon_days),
+        rule_with_cancellations=settings.score.lapsed.with_cancellations)
     tracking_uri = registry.configure_tracking(home)
     logged = registry.log_training_run(
         report, experiment=settings.registry.experiment, model_name=settings.registry.model_name, home=home,
