@@ -381,12 +381,25 @@ def fit_evaluate(frame: pd.DataFrame, split: CutoffSplit, feature_cols: list[str
     metrics |= _candidate_metrics(cand, metrics)
     if isinstance(model, ChurnClassifier):
         metrics["best_iteration"] = float(model.best_iteration_)
+        metrics["num_leaves"] = float(model.num_leaves_)
+        if len(getattr(model, "capacity_search_", [])) > 1:
+            notes.append(lean_note(model.capacity_search_))
     metrics["train_rows"] = float(len(train))
     metrics["candidates_failed"] = float(sum(s.startswith("failed") for s in status.values()))
     return TrainingReport(model=model, calibrator=calibrator, split=split, metrics=metrics, test_scores=scores,
                           breakdowns=breakdowns, champion=champion, candidates=cand,
                           choice=f"{LABELS.get(champion, champion)}: {why}", notes=notes,
                           inputs=list(dict.fromkeys(c for c in ("cutoff", *cols) if c in frame.columns)))
+
+
+def lean_note(rows: list[dict]) -> str:
+    """The capacity search of the champion (``ChurnClassifier.capacity_search_``) in words."""
+    chosen = next(r for r in rows if r["chosen"])
+    others = "; ".join(f"{r['num_leaves']} leaves: {r['trees']} trees, ROC-AUC {r['valid_roc_auc']:.4f}, "
+                       f"log loss {r['valid_log_loss']:.4f}" for r in rows if not r["chosen"])
+    return (f"LightGBM with {chosen['num_leaves']} leaves per tree ({chosen['trees']} trees) kept: the leanest that "
+            f"validates as well (validation ROC-AUC {chosen['valid_roc_auc']:.4f}, log loss {chosen['valid_log_loss']:.4f}; "
+            f"{others}); TreeSHAP's cost grows with trees x leaves")
 
 
 def _fit_candidates(specs: list[Candidate], frame: pd.DataFrame, train: pd.DataFrame, valid: pd.DataFrame,

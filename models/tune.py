@@ -23,7 +23,7 @@ def tune(frame: pd.DataFrame, split: CutoffSplit, feature_cols: list[str], base_
     optuna.logging.set_verbosity(logging.WARNING)
 
     def objective(trial: optuna.Trial) -> float:
-        params = {**base_params,
+        params = {**base_params, "lean_leaves": (),  # the search sets the leaves itself
                   "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.2, log=True),
                   "num_leaves": trial.suggest_int("num_leaves", 8, 96, log=True),
                   "min_child_samples": trial.suggest_int("min_child_samples", 10, 300, log=True),
@@ -38,4 +38,4 @@ def tune(frame: pd.DataFrame, split: CutoffSplit, feature_cols: list[str], base_
     study.optimize(objective, n_trials=n_trials)
     trials = pd.DataFrame([{"trial": t.number, "valid_roc_auc": t.value, **t.params,
                             "best_iteration": t.user_attrs.get("best_iteration")} for t in study.trials])
-    return {**base_params, **study.best_params}, trials
+    return {**base_params, **study.best_params, "lean_leaves": ()}, trials

@@ -55,6 +55,34 @@ def test_classifier_learns_direction_and_is_reproducible():
     np.testing.assert_allclose(contrib.sum(axis=1), logit, atol=1e-6)
 
 
+def test_leanest_model_that_validates_as_well_is_kept():
+    """An additive risk needs few leaves: the capacity search keeps a leaner model than 31
+    leaves, every leaner option it passed over validates worse than the tolerance allows, and
+    the model it keeps is the fitted one (its contributions add up to its log-odds)."""
+    X, y, _ = synthetic(6000, 0)
+    Xv, yv, _ = synthetic(3000, 1)
+    m = ChurnClassifier(num_boost_round=150, seed=3, lean_leaves=(3, 7, 15)).fit(X, y, eval_set=[(Xv, yv)])
+    rows = pd.DataFrame(m.capacity_search_)
+    assert list(rows["num_leaves"]) == [3, 7, 15, 31] and rows["chosen"].sum() == 1
+    chosen = rows[rows["chosen"]].iloc[0]
+    assert m.num_leaves_ == chosen["num_leaves"] < 31 and m.best_iteration_ == chosen["trees"]
+    assert chosen["valid_roc_auc"] >= rows["valid_roc_auc"].max() - m.lean_tolerance
+    assert chosen["valid_log_loss"] <= rows["valid_log_loss"].min() * 1.005
+    cost = rows["trees"] * rows["num_leaves"]
+    cheaper = rows[cost < chosen["trees"] * chosen["num_leaves"]]
+    assert ((cheaper["valid_roc_auc"] < rows["valid_roc_auc"].max() - m.lean_tolerance)
+            | (cheaper["valid_log_loss"] > rows["valid_log_loss"].min() * 1.005)).all()
+    leaves = [t["num_leaves"] for t in m.booster_.dump_model()["tree_info"][: m.best_iteration_]]
+    assert max(leaves) <= chosen["num_leaves"]
+    p = m.predict_proba(Xv)[:, 1]
+    np.testing.assert_allclose(m.predict_contributions(Xv).sum(axis=1), np.log(p / (1 - p)), atol=1e-6)
+    # without the search (or without a validation set with both outcomes): num_leaves as configured, one fit
+    plain = ChurnClassifier(num_boost_round=50, seed=3).fit(X, y, eval_set=[(Xv, yv)])
+    assert plain.num_leaves_ == 31 and plain.capacity_search_ == []
+    one_class = ChurnClassifier(num_boost_round=20, seed=3, lean_leaves=(7,)).fit(X, y, eval_set=[(Xv, yv * 0)])
+    assert one_class.num_leaves_ == 31 and one_class.capacity_search_ == []
+
+
 def test_group_sums_and_top_reasons_hand_computed():
     contrib = pd.DataFrame({"days_since_last_order": [0.5, -0.2], "orders_total": [0.3, -0.1],
                             "nps_last_score": [0.6, 0.05], "complaints_open": [-0.4, 0.0], "bias": [-2.0, -2.0]})
