@@ -231,12 +231,24 @@ def default_candidates(feature_cols: list[str], params: dict, *, horizon_days: i
     """The candidates for these features (the stack is added by ``fit_evaluate`` from those
     that succeed). ``baselines=False``: LightGBM alone."""
     lgb_params = size_aware_params(params, n_customers) if size_aware else dict(params)
-    out = [Candidate("lightgbm", lambda: ChurnClassifier(**lgb_params), list(feature_cols), True, False)]
+    made: dict[str, ChurnClassifier] = {}
+
+    def plain() -> ChurnClassifier:
+        made["lightgbm"] = ChurnClassifier(**lgb_params)
+        return made["lightgbm"]
+
+    def monotone() -> ChurnClassifier:
+        """The monotone variant at the leaf count the capacity search chose for ``lightgbm``
+        (fitted just before it), or with its own search when that one failed."""
+        leaves = getattr(made.get("lightgbm"), "num_leaves_", None)
+        own = {**lgb_params, "num_leaves": leaves, "lean_leaves": ()} if leaves else lgb_params
+        return ChurnClassifier(**own, monotone_increasing=(RECENCY,))
+
+    out = [Candidate("lightgbm", plain, list(feature_cols), True, False)]
     if not baselines:
         return out
     if RECENCY in feature_cols:
-        out.append(Candidate("lightgbm_monotone", lambda: ChurnClassifier(**lgb_params, monotone_increasing=(RECENCY,)),
-                             list(feature_cols), True, False))
+        out.append(Candidate("lightgbm_monotone", monotone, list(feature_cols), True, False))
         out.append(Candidate("recency", lambda: ColumnCandidate(RECENCY, "log_days", float(horizon_days)),
                              [RECENCY], False, True))
     out.append(Candidate("logistic", LogisticCandidate, list(feature_cols), True, True))
