@@ -22,7 +22,10 @@ Without ``engine.scheduler`` a ``dask.distributed.LocalCluster`` of ``engine.wor
 processes (one thread each, on 127.0.0.1, no dashboard) is started for the verb and closed
 when it ends, also on an error or Ctrl-C. With an address the cluster is the user's: it is
 left running, and the run folder (under ``--home``) must be on storage every worker sees.
-The intermediate files of a run live in ``<home>/runs/<verb>-<time>/``: the shards written
+Inside a Prefect flow run with a Prefect API server, every shard's step is a Prefect task run
+(``<step>-shard-<k>``) of a sub-flow run whose task runner is ``prefect_dask.DaskTaskRunner`` on
+this same cluster; elsewhere (a verb in a terminal, Prefect's temporary server) a plain Dask
+task (``Run.map``). The intermediate files of a run live in ``<home>/runs/<verb>-<time>/``: the shards written
 from the input (``input/``, removed at the end), the validated shards (``validated/``, kept
 for inspection) and each shard's feature table (``work/``, removed at the end).
 """
