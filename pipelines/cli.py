@@ -356,12 +356,16 @@ def features(
 
 
 def _features_on_dask(folder, settings, home: Path, cutoffs, out: Path, labels: bool) -> None:
-    """``churn features --engine dask``: the same table, built shard by shard (``pipelines.engine``)."""
+    """``churn features --engine dask``: the same table, built shard by shard (``pipelines.engine``)
+    by the flow ``features`` (through Prefect where there is a server, as the other verbs)."""
     from features.inputs import ContractError, gate_warnings
-    from pipelines.engine import features_to_file
+    from pipelines import preflight
+    from pipelines.engine import features_flow
 
+    preflight.check_orchestration()
+    preflight.check_prefect_home()
     try:
-        result, rows, kept, warnings = features_to_file(folder, settings, home, cutoffs, Path(out), labels)
+        result, rows, kept, warnings = _run(features_flow, folder, settings, home, cutoffs, Path(out), labels)
     except ContractError as exc:
         _contract_errors(exc)
     except ValueError as exc:

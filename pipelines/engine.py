@@ -22,7 +22,10 @@ Without ``engine.scheduler`` a ``dask.distributed.LocalCluster`` of ``engine.wor
 processes (one thread each, on 127.0.0.1, no dashboard) is started for the verb and closed
 when it ends, also on an error or Ctrl-C. With an address the cluster is the user's: it is
 left running, and the run folder (under ``--home``) must be on storage every worker sees.
-The intermediate files of a run live in ``<home>/runs/<verb>-<time>/``: the shards written
+Inside a Prefect flow run with a Prefect API server, every shard's step is a Prefect task run
+(``<step>-shard-<k>``) of a sub-flow run whose task runner is ``prefect_dask.DaskTaskRunner`` on
+this same cluster; elsewhere (a verb in a terminal, Prefect's temporary server) a plain Dask
+task (``Run.map``). The intermediate files of a run live in ``<home>/runs/<verb>-<time>/``: the shards written
 from the input (``input/``, removed at the end), the validated shards (``validated/``, kept
 for inspection) and each shard's feature table (``work/``, removed at the end).
 """
@@ -42,6 +45,7 @@ from features import shard as shards_
 from features.config import FeatureConfig
 from features.inputs import ContractError, ValidatedData
 from features.io import write_atomic
+from pipelines.orchestration import flow
 from pipelines.settings import EngineSettings, Settings
 
 
@@ -51,7 +55,21 @@ from pipelines.settings import EngineSettings, Settings
 @contextlib.contextmanager
 def dask_client(engine: EngineSettings) -> Iterator:
     """A ``distributed.Client``: on ``engine.scheduler``, or on a LocalCluster of
-    ``engine.workers`` processes started here and closed on leaving (error, Ctrl-C included)."""
+    ``engine.workers`` processes started here and closed on leaving (error, Ctrl-C included).
+    ``distributed``'s own INFO lines (clients connecting, workers closing) are kept out of the
+    verb's log meanwhile: Prefect's console handler would print them."""
+    logger = logging.getLogger("distributed")
+    level = logger.level
+    try:
+        with _client(engine) as client:
+            logger.setLevel(max(logger.level, logging.WARNING))  # after the start: LocalCluster sets it too
+            yield client
+    finally:
+        logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def _client(engine: EngineSettings) -> Iterator:
     from distributed import Client, LocalCluster
 
     if engine.scheduler:
@@ -101,16 +119,37 @@ def _task(threads: int, fn: Callable, *args, **kwargs):
         return fn(*args, **kwargs)
 
 
+def step_name(fn: Callable) -> str:
+    """The name of a per-shard function as a step: ``_validate_shard`` -> ``validate``,
+    ``_features_pass`` -> ``features-pass``."""
+    name = getattr(fn, "__name__", "").strip("_")
+    name = name[:-len("_shard")] if name.endswith("_shard") else name
+    return name.replace("_", "-") or "shard"
+
+
+def _shard_task_run(shard: int, threads: int, fn: Callable, args: tuple, kwargs: dict):
+    """The body of shard ``shard``'s Prefect task run (``<step>-shard-<shard>``) on a worker:
+    ``_task``. The keyword arguments scattered by ``Run.map`` arrive resolved by Dask."""
+    return _task(threads, fn, *args, **kwargs)
+
+
 class Run:
     """One verb's run on the cluster: the client, the engine settings and the run folder."""
 
     def __init__(self, client, engine: EngineSettings, folder: Path):
         self.client, self.engine, self.folder = client, engine, Path(folder)
+        self._said_why = False
 
     def map(self, fn: Callable, *iterables, **kwargs) -> list:
-        """``fn`` over the shards as Dask tasks (pure=False: every run computes), results in
-        order. The keyword arguments are the same for every shard: anything bigger than a
-        number is sent to the workers once (scattered), not once per task."""
+        """``fn`` over the shards, results in order. The keyword arguments are the same for
+        every shard: anything bigger than a number is sent to the workers once (scattered),
+        not once per task.
+
+        Inside a Prefect flow run on a Prefect server (``task_runs``) each shard is a Prefect
+        task run ``<step>-shard-<k>`` of a sub-flow ``<step>-shards`` whose task runner is
+        ``prefect_dask.DaskTaskRunner`` on this run's cluster; otherwise a plain Dask task
+        (``client.map``, pure=False: every run computes). The same function runs on the same
+        workers either way, so the results are the same."""
         from distributed import Future
 
         shared = {}
@@ -119,9 +158,50 @@ class Run:
                 shared[name] = value
             else:
                 [shared[name]] = self.client.scatter([value], broadcast=True, hash=False)
+        if self.task_runs():
+            return self._map_task_runs(fn, list(zip(*iterables)), shared)
         futures = self.client.map(_task, [self.engine.threads] * len(iterables[0]), [fn] * len(iterables[0]),
                                   *iterables, pure=False, **shared)
         return self.client.gather(futures)
+
+    def task_runs(self) -> bool:
+        """Whether the shards run as Prefect task runs: inside a flow run with a Prefect API
+        server configured (``PREFECT_API_URL``, a profile, a test harness). Under Prefect's
+        temporary local server they do not (every worker process would start a temporary
+        server of its own): the run's log says so once."""
+        from pipelines.orchestration import orchestrated, run_logger, server_configured
+
+        if not orchestrated():
+            return False
+        if server_configured():
+            return True
+        if not self._said_why:
+            self._said_why = True
+            run_logger().info("engine dask: the shards run as plain Dask tasks, not as Prefect task runs: without "
+                              "PREFECT_API_URL every Dask worker process would start a temporary Prefect server of "
+                              "its own (set PREFECT_API_URL to a Prefect server to see each shard as a task run)")
+        return False
+
+    def _map_task_runs(self, fn: Callable, calls: list[tuple], shared: dict) -> list:
+        """``fn`` over ``calls`` (one argument tuple per shard) as the Prefect task runs of a
+        sub-flow run on this cluster (``DaskTaskRunner(address=<its scheduler>)``): never
+        cached, results not persisted (they travel back through Dask as today)."""
+        from prefect import flow, task
+        from prefect.cache_policies import NO_CACHE
+        from prefect_dask import DaskTaskRunner
+
+        step, threads = step_name(fn), self.engine.threads
+        shard_task = task(_shard_task_run, name=f"{step}-shard", task_run_name=f"{step}-shard-{{shard}}",
+                          cache_policy=NO_CACHE, persist_result=False)
+
+        def shards(step: str, shards: int) -> list:
+            futures = [shard_task.submit(k, threads, fn, args, shared) for k, args in enumerate(calls)]
+            return [f.result() for f in futures]
+
+        sub = flow(shards, name=f"{step}-shards", flow_run_name=f"{step}-shards",
+                   task_runner=DaskTaskRunner(address=self.client.scheduler.address), persist_result=False,
+                   validate_parameters=False)
+        return sub(step, len(calls))
 
 
 @contextlib.contextmanager
@@ -371,6 +451,11 @@ def features_to_file(data_dir: Path | None, settings: Settings, home: Path, cuto
                                          horizon_days=horizon if labels else None)
             rows = _write_shards_file(paths, out)
         return v.result, rows, kept, warnings
+
+
+# ``churn features --engine dask`` as a flow: through Prefect where there is a server, so that its
+# shards are task runs (``Run.map``); plain Python otherwise (``pipelines.orchestration.run_flow``)
+features_flow = flow(features_to_file, name="features")
 
 
 def _write_shards_file(paths: Sequence[str], out: Path) -> int:

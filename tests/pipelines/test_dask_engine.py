@@ -149,6 +149,18 @@ def test_scored_lists_equal_the_single_machine_ones(trained, dirty_data, dask_se
     pd.testing.assert_frame_equal(pd.read_parquet(sharded.win_back_parquet), pd.read_parquet(local.win_back_parquet))
     assert (tmp_path / "dask" / "validation" / "validation_summary.csv").read_text() == \
         (tmp_path / "local" / "validation" / "validation_summary.csv").read_text()
+    # under the test harness (a Prefect API server) every shard's step was a Prefect task run (the
+    # scoring steps too when the champion scores shard by shard: not a model fitted on its batch)
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName
+
+    steps = ["validate", "features-pass", "btyd-pass"]
+    if not any("lists were made on one machine" in w for w in sharded.warnings):
+        steps += ["gaps", "score", "list"]
+    expected = {f"{s}-shard-{k}" for s in steps for k in range(SHARDS)}
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(task_run_filter=TaskRunFilter(name=TaskRunFilterName(any_=sorted(expected))))
+    assert {t.name for t in runs if t.state.is_completed()} == expected
 
 
 def test_an_existing_sharded_dataset_is_read_and_a_foreign_one_refused(dirty_data, dask_settings, tmp_path):
@@ -225,3 +237,72 @@ def test_sample_quotas_keep_each_stratum_in_proportion():
     assert sum(q.get(("a", 1), 0) for q in quotas) == round(200 * 101 / 1007)
     assert sum(q.get(("b", 0), 0) for q in quotas) == 1
     assert sample_quotas(strata, 5000) == ([dict(s) for s in strata], 1007)
+
+
+# -- under a Prefect server -----------------------------------------------------------------------
+
+def _runs_on(url: str, flow_name: str):
+    """The flow runs of ``flow_name`` on the server at ``url``, their sub-flow runs and the
+    task runs of those: (runs, sub-flow runs, task runs)."""
+    import asyncio
+
+    from prefect.client.orchestration import PrefectClient
+    from prefect.client.schemas.filters import (FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterId,
+                                                FlowRunFilterParentFlowRunId)
+
+    async def read():
+        async with PrefectClient(url) as client:
+            runs = await client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])))
+            subs = await client.read_flow_runs(flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[r.id for r in runs]))) if runs else []
+            tasks = await client.read_task_runs(flow_run_filter=FlowRunFilter(
+                id=FlowRunFilterId(any_=[s.id for s in subs]))) if subs else []
+            return runs, subs, tasks
+    return asyncio.run(read())
+
+
+def _group(pgid: int) -> list[str]:
+    """The processes still in the process group ``pgid`` (zombies aside)."""
+    left = []
+    for p in psutil.process_iter(["pid", "cmdline", "status"]):
+        try:
+            if os.getpgid(p.pid) == pgid and p.info["status"] != psutil.STATUS_ZOMBIE:
+                left.append(" ".join(p.info["cmdline"] or [])[:200])
+        except (ProcessLookupError, psutil.Error):
+            pass
+    return left
+
+
+def test_under_a_prefect_server_each_shard_is_a_task_run_and_the_table_is_the_local_one(prefect_server, sim_data,
+                                                                                         tmp_path):
+    churn = Path(sys.executable).with_name("churn")
+    args = ["features", "--data", str(sim_data), "--cutoff", "2025-06-01", "--cutoff", "2025-09-01", "--labels",
+            "--home", str(tmp_path / "home")]
+    env = {**os.environ, "PREFECT_API_URL": prefect_server, "CHURN_ORCHESTRATION": "auto",
+           "PREFECT_LOGGING_LEVEL": "WARNING"}
+    local = subprocess.run([str(churn), *args, "--out", str(tmp_path / "local.parquet")], env=env,
+                           capture_output=True, text=True, timeout=600)
+    assert local.returncode == 0, local.stderr[-3000:]
+    proc = subprocess.Popen([str(churn), *args, "--out", str(tmp_path / "dask.parquet"), "--engine", "dask",
+                             "--workers", "2", "--shards", "4"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, errors = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9)
+    assert proc.returncode == 0, errors[-3000:]
+    assert _group(proc.pid) == [], "a process of the verb (a Dask worker, a Prefect server) outlived it"
+
+    a = pd.read_parquet(tmp_path / "local.parquet")
+    b = pd.read_parquet(tmp_path / "dask.parquet").sort_values(["cutoff", "customer_id"], kind="stable")
+    assert len(a) > 1000 and a["label"].nunique() == 2
+    pd.testing.assert_frame_equal(b.reset_index(drop=True), a, check_exact=True)
+
+    runs, subs, tasks = _runs_on(prefect_server, "features")
+    assert [r.state.type.value for r in runs] == ["COMPLETED"]
+    steps = ["validate", "channel-counts", "features-pass", "btyd-pass"]
+    assert sorted(s.name for s in subs) == sorted(f"{s}-shards" for s in steps)
+    assert all(s.state.is_completed() for s in subs)
+    assert sorted(t.name for t in tasks) == sorted(f"{s}-shard-{k}" for s in steps for k in range(4))
+    assert {t.state.type.value for t in tasks} == {"COMPLETED"}

@@ -5,61 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
-import pytest
+from tests.conftest import stop_group
 
 CHURN = Path(sys.executable).with_name("churn")
 PREFECT = Path(sys.executable).with_name("prefect")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _stop(proc: subprocess.Popen, sig=signal.SIGTERM) -> None:
-    """Stop a process group started by the test (SIGTERM, then SIGKILL after two minutes)."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, sig)
-        try:
-            proc.wait(120)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    port = _free_port()
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path_factory.mktemp("prefect-server")),
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "true"}
-    env.pop("PREFECT_API_URL", None)
-    proc = subprocess.Popen([str(PREFECT), "server", "start", "--host", "127.0.0.1", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    url = f"http://127.0.0.1:{port}/api"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the Prefect server did not start")
-            time.sleep(1)
-        yield url
-    finally:
-        _stop(proc, signal.SIGTERM)
 
 
 def _query(url: str, coro):
@@ -82,7 +36,8 @@ def _wait(url: str, check, seconds: float):
     return None
 
 
-def test_serve_schedules_and_chains_train_score_monitor(server, sim_data, tmp_path):
+def test_serve_schedules_and_chains_train_score_monitor(prefect_server, sim_data, tmp_path):
+    server = prefect_server
     config = tmp_path / "config.yaml"
     config.write_text("schedule: {timezone: Europe/Paris, train: '7 2 1 * *', score: '17 6 * * 1', monitor: '37 6 * * 1'}\n"
                       "score: {out_dir: lists}\n"
@@ -121,10 +76,10 @@ def test_serve_schedules_and_chains_train_score_monitor(server, sim_data, tmp_pa
             assert runs[0].state.is_completed(), f"{flow}: {runs[0].state}\n{_output(served)}"
         assert (tmp_path / "lists" / "at_risk.parquet").is_file() and (tmp_path / "lists" / "monitor.json").is_file()
     finally:
-        _stop(served)
+        stop_group(served)
 
 
 
 def _output(proc: subprocess.Popen) -> str:
-    _stop(proc)
+    stop_group(proc)
     return proc.stdout.read()[-4000:] if proc.stdout else ""
