@@ -116,8 +116,9 @@ def model_card(*, model_name: str, horizon_days: int, cutoffs: dict[str, list[st
         "## Limits",
         "- Trained on the history it was given: a change in the business (pricing, product, outreach policy) "
         "needs a retraining and a fresh look at calibration.",
-        "- Reasons are log-odds contributions grouped by driver (TreeSHAP for LightGBM, exact for the linear and "
-        "single-score candidates): associations the model learned, not causes. A buy-till-you-die or recency "
+        "- Reasons are log-odds contributions grouped by driver, a group ranked by what its features add to the "
+        "risk (TreeSHAP for LightGBM, exact for the linear and single-score candidates): associations the model "
+        "learned, not causes. A buy-till-you-die or recency "
         "champion has one reason, the purchases group.",
         "- Customers whose first order is very recent have little history: their risk leans on attention and "
         "lifecycle features.",

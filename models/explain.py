@@ -1,7 +1,9 @@
-"""Per-customer explanations: log-odds contributions summed into driver groups.
+"""Per-customer explanations: log-odds contributions gathered into driver groups.
 
 A reason is one idea (purchases, attention after purchase, NPS, complaints, attributes),
-not five correlated columns: contributions of the features in one group are summed. For
+not five correlated columns: the contributions of the features in one group that raise the
+risk are summed (``models.serving.group_pushes``), so that features of the same group that
+lower it (frequent orders, the customer's own visits) do not hide them. For
 LightGBM the contributions are TreeSHAP values; for the linear and single-column candidates
 they are exact (``models.serving``). The computation itself lives in ``models.serving`` so
 the registered model explains exactly as the at-risk list does.

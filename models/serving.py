@@ -32,7 +32,7 @@ def apply_calibration(raw_risk, x, y) -> np.ndarray:
 
 
 def group_contributions(contrib: pd.DataFrame, feature_groups: dict[str, str]) -> pd.DataFrame:
-    """Sum per-feature log-odds contributions into one column per driver group."""
+    """Sum per-feature log-odds contributions into one column per driver group (the net effect)."""
     cols = [c for c in contrib.columns if c != "bias"]
     names = np.asarray([feature_groups.get(c, "attributes") for c in cols], dtype=object)
     groups = sorted(set(names))
@@ -59,11 +59,20 @@ def top_reasons(contrib: pd.DataFrame, k: int = 3, *, prefix: str = "reason_grou
     return pd.DataFrame(out, index=contrib.index)
 
 
+def group_pushes(contrib: pd.DataFrame, feature_groups: dict[str, str]) -> pd.DataFrame:
+    """What each driver group's features add to the risk: the sum of their positive log-odds
+    contributions, one column per group. A feature of the group that lowers the risk does not
+    cancel one that raises it: a client's frequent orders do not hide that they are slipping
+    behind their own rhythm, nor a recent visit of theirs four months without a call from us."""
+    return group_contributions(contrib.drop(columns="bias", errors="ignore").clip(lower=0.0), feature_groups)
+
+
 def explain_contributions(contrib: pd.DataFrame, feature_groups: dict[str, str], k: int = 3) -> pd.DataFrame:
-    """Top ``k`` risk-raising driver groups per row (reason_group_i, reason_group_i_contribution in
-    log-odds) and, within each, the single feature that pushes most (driver_i)."""
+    """Top ``k`` driver groups per row by what their features add to the risk (``group_pushes``:
+    reason_group_i, reason_group_i_contribution in log-odds) and, within each, the single feature
+    that pushes most (driver_i). A group none of whose features raises the risk is never a reason."""
     features = contrib.drop(columns="bias", errors="ignore")
-    reasons = top_reasons(group_contributions(features, feature_groups), k)
+    reasons = top_reasons(group_pushes(features, feature_groups), k)
     values = features.to_numpy(dtype=float)
     names = np.asarray(features.columns, dtype=object)
     col_groups = np.asarray([feature_groups.get(c, "attributes") for c in features.columns], dtype=object)
@@ -319,8 +328,9 @@ class ChurnRiskServing:
     ``weights[name]`` x scorer log-odds. ``risk`` is its probability through the calibration
     map fitted on the validation cutoffs. Reasons: the scorers' log-odds contributions
     (TreeSHAP for LightGBM, exact for the linear and single-column scorers) weighted like the
-    scorers and summed per driver group (calibration is monotone, so it does not change which
-    drivers push a customer's risk up). Groups mapped to None in ``feature_groups`` (the
+    scorers; a group's weight as a reason is the sum of its features' positive contributions
+    (``group_pushes``; calibration is monotone, so it does not change which drivers push a
+    customer's risk up). Groups mapped to None in ``feature_groups`` (the
     calendar) move the risk of everyone alike and are never named as reasons.
 
     ``features``: one row per customer with the model's input columns; customer_id and cutoff

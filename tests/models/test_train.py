@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.serving import explain_contributions, group_contributions, top_reasons
+from models.serving import explain_contributions, group_contributions, group_pushes, top_reasons
 from models.train import ChurnClassifier, split_cutoffs
 
 T = pd.Timestamp
@@ -99,3 +99,23 @@ def test_group_sums_and_top_reasons_hand_computed():
     assert list(top_reasons(by_group, 1).columns) == ["reason_group_1", "reason_group_1_contribution"]
     # fewer groups than reasons asked for: the missing ones are empty, not absent
     assert pd.isna(top_reasons(by_group[["nps"]], 2)["reason_group_2"]).all()
+
+
+def test_a_group_is_a_reason_by_what_its_features_add_not_hidden_by_those_that_lower_the_risk():
+    # a frequent buyer slipping behind their own rhythm: the rhythm raises the risk, the
+    # frequency lowers it more; we have not called for months, the customer's visits lower it
+    contrib = pd.DataFrame({"overdue_ratio": [0.4, -0.1], "orders_90d": [-0.9, -0.2],
+                            "days_since_last_outbound": [0.3, 0.0], "days_since_last_inbound": [-0.5, 0.0],
+                            "nps_last_score": [0.2, -0.3], "bias": [-1.0, -1.0]})
+    groups = {"overdue_ratio": "purchases", "orders_90d": "purchases", "days_since_last_outbound": "attention",
+              "days_since_last_inbound": "attention", "nps_last_score": "nps"}
+    net = group_contributions(contrib, groups)
+    assert net.loc[0].to_dict() == pytest.approx({"attention": -0.2, "nps": 0.2, "purchases": -0.5})
+    pushes = group_pushes(contrib, groups)
+    assert pushes.loc[0].to_dict() == pytest.approx({"attention": 0.3, "nps": 0.2, "purchases": 0.4})
+    reasons = explain_contributions(contrib, groups, k=3)
+    assert reasons.loc[0, ["reason_group_1", "reason_group_2", "reason_group_3"]].tolist() == ["purchases", "attention", "nps"]
+    assert reasons.loc[0, "reason_group_1_contribution"] == pytest.approx(0.4)
+    assert reasons.loc[0, ["driver_1", "driver_2"]].tolist() == ["overdue_ratio", "days_since_last_outbound"]
+    # nothing raises the risk: no reason at all
+    assert reasons.loc[1, ["reason_group_1", "reason_group_2", "reason_group_3"]].isna().all()
