@@ -59,7 +59,7 @@ def main() -> None:
     split = split_cutoffs(cutoffs, horizon_days=90, valid_cutoffs=2)
     cols = feature_columns(frame)
     fitted = timed("train", lambda: fit_evaluate(frame, split, cols, settings.train.model_params(), baselines=False), log)
-    print(f"model: {fitted.model.best_iteration_} trees, {settings.train.num_leaves} leaves, test ROC-AUC {fitted.metrics['test_roc_auc']:.3f}")
+    print(f"model: {fitted.model.best_iteration_} trees, {fitted.model.num_leaves_} leaves, test ROC-AUC {fitted.metrics['test_roc_auc']:.3f}")
     test = frame[frame["cutoff"] == split.test]
     registry.configure_tracking(home)
     registry.log_training_run(fitted, experiment="bench", model_name="bench", home=home, params={}, config={}, tags={},
