@@ -133,6 +133,21 @@ def _shard_task_run(shard: int, threads: int, fn: Callable, args: tuple, kwargs:
     return _task(threads, fn, *args, **kwargs)
 
 
+def gather_releasing(futures: list) -> list:
+    """The futures' results in order, each fetched as soon as its task ends and then released,
+    so that a worker holds a finished shard's result only until the driver has it (gathering
+    all at the end kept every shard's list rows on its worker until the last shard ended)."""
+    from distributed import as_completed
+
+    position = {future.key: i for i, future in enumerate(futures)}
+    results: list = [None] * len(futures)
+    futures = list(futures)
+    for future in as_completed(futures):
+        results[position[future.key]] = future.result()
+        future.release()
+    return results
+
+
 class Run:
     """One verb's run on the cluster: the client, the engine settings and the run folder."""
 
@@ -162,7 +177,7 @@ class Run:
             return self._map_task_runs(fn, list(zip(*iterables)), shared)
         futures = self.client.map(_task, [self.engine.threads] * len(iterables[0]), [fn] * len(iterables[0]),
                                   *iterables, pure=False, **shared)
-        return self.client.gather(futures)
+        return gather_releasing(futures)
 
     def task_runs(self) -> bool:
         """Whether the shards run as Prefect task runs: inside a flow run with a Prefect API
