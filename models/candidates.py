@@ -393,9 +393,11 @@ def fit_evaluate(frame: pd.DataFrame, split: CutoffSplit, feature_cols: list[str
     metrics |= _candidate_metrics(cand, metrics)
     if isinstance(model, ChurnClassifier):
         metrics["best_iteration"] = float(model.best_iteration_)
-        metrics["num_leaves"] = float(model.num_leaves_)
-        if len(getattr(model, "capacity_search_", [])) > 1:
-            notes.append(lean_note(model.capacity_search_))
+    lgbm = fitted.get("lightgbm", (None, None))[0]  # the LightGBM candidate (the stack's too): its leaves
+    if isinstance(lgbm, ChurnClassifier):
+        metrics["num_leaves"] = float(lgbm.num_leaves_)
+        if len(getattr(lgbm, "capacity_search_", [])) > 1:  # how the candidate was made: part of the choice, not a warning
+            why = f"{why}. {lean_note(lgbm.capacity_search_)}"
     metrics["train_rows"] = float(len(train))
     metrics["candidates_failed"] = float(sum(s.startswith("failed") for s in status.values()))
     return TrainingReport(model=model, calibrator=calibrator, split=split, metrics=metrics, test_scores=scores,
