@@ -90,8 +90,10 @@ GROUPS: tuple[FeatureGroup, ...] = (
         reasons=(
             Reason("orders_total <= 1", "Bought once, {days_since_last_order:ndays} ago "
                    "({days_since_last_order:date}), no second order yet"),
-            Reason("overdue_ratio >= 1.2", "No order for {days_since_last_order:ndays} since "
-                   "{days_since_last_order:date}: {overdue_ratio:x}x their usual {mean_gap_days:int} days between orders"),
+            # a rhythm needs at least two gaps between orders, and a day or more between them
+            Reason("overdue_ratio >= 1.2 and orders_total >= 3 and mean_gap_days >= 1",
+                   "No order for {days_since_last_order:ndays} since "
+                   "{days_since_last_order:date}: {overdue_ratio:x}x their usual {mean_gap_days:ndays} between orders"),
             Reason("orders_90d == 0 and orders_365d > 0", "No order in the last 90 days (last on "
                    "{days_since_last_order:date}), after {orders_total:count:order:orders} before"),
             Reason("returns_365d >= 1", "{returns_365d:count:returned order:returned orders} in the last year"),

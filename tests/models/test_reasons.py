@@ -27,6 +27,14 @@ def test_sentences_use_the_customers_own_numbers_and_dates():
     assert reason_sentence("purchases", regular, AS_OF) == "No order for 90 days since 22 Jul 2025: 3.0x their usual 30 days between orders"
     assert reason_sentence("purchases", {"orders_total": 2.0, "days_since_last_order": 1.0}, AS_OF) == \
         "Last order 1 day ago (19 Oct 2025); 2 orders in all"
+    # two orders a day apart are no rhythm to be 80x behind: the sentence says what is known
+    twice = {"orders_total": 2.0, "days_since_last_order": 80.0, "mean_gap_days": 1.0, "overdue_ratio": 80.0,
+             "orders_90d": 1.0, "orders_365d": 2.0}
+    assert reason_sentence("purchases", twice, AS_OF) == "Last order 80 days ago (1 Aug 2025); 2 orders in all"
+    same_day = {**regular, "orders_total": 3.0, "mean_gap_days": 0.4, "overdue_ratio": 200.0}
+    assert "their usual" not in reason_sentence("purchases", same_day, AS_OF)
+    assert reason_sentence("purchases", {**regular, "mean_gap_days": 1.0, "overdue_ratio": 90.0}, AS_OF) == \
+        "No order for 90 days since 22 Jul 2025: 90.0x their usual 1 day between orders"
     assert reason_sentence(None, row, AS_OF) is None
     assert reason_sentence("nps", {}, AS_OF) == "Never answered an NPS survey: we do not know how they feel"
 
