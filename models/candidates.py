@@ -407,7 +407,7 @@ def fit_evaluate(frame: pd.DataFrame, split: CutoffSplit, feature_cols: list[str
 
 
 def lean_note(rows: list[dict]) -> str:
-    """The capacity search of the champion (``ChurnClassifier.capacity_search_``) in words."""
+    """The capacity search of the LightGBM candidate (``ChurnClassifier.capacity_search_``) in words."""
     chosen = next(r for r in rows if r["chosen"])
     others = "; ".join(f"{r['num_leaves']} leaves: {r['trees']} trees, ROC-AUC {r['valid_roc_auc']:.4f}, "
                        f"log loss {r['valid_log_loss']:.4f}" for r in rows if not r["chosen"])

@@ -248,7 +248,7 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
     def lgb_params(self) -> dict:
         params = {
             "objective": "binary", "metric": "binary_logloss", "verbosity": -1,
-            "learning_rate": self.learning_rate, "num_leaves": getattr(self, "num_leaves_", self.num_leaves),
+            "learning_rate": self.learning_rate, "num_leaves": self.num_leaves,
             "min_child_samples": self.min_child_samples, "feature_fraction": self.feature_fraction,
             "bagging_fraction": self.bagging_fraction, "bagging_freq": self.bagging_freq,
             "lambda_l2": self.lambda_l2, "seed": self.seed, "deterministic": True,

@@ -141,7 +141,6 @@ def gather_releasing(futures: list) -> list:
 
     position = {future.key: i for i, future in enumerate(futures)}
     results: list = [None] * len(futures)
-    futures = list(futures)
     for future in as_completed(futures):
         results[position[future.key]] = future.result()
         future.release()
