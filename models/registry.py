@@ -343,6 +343,33 @@ def version_metrics(model_name: str, version: str | None) -> dict[str, float]:
         return {}
 
 
+def trained_horizon(model_name: str, *, uri: str | None = None, version: str | None = None,
+                    alias: str = CHAMPION) -> int | None:
+    """The label horizon (days) a registered model was trained for: its training run's
+    ``horizon_days`` param. The model is ``version``, else ``uri`` (``models:/name/3``,
+    ``models:/name@alias``, ``runs:/<id>/model``), else ``models:/<model_name>@<alias>``.
+    None when it cannot be told (no such model, a model logged elsewhere)."""
+    client = MlflowClient()
+    try:
+        if version is not None:
+            run_id = client.get_model_version(model_name, str(version)).run_id
+        elif uri is None or uri.startswith("models:/"):
+            name, at, rest = (uri[len("models:/"):] if uri else f"{model_name}@{alias}").partition("@")
+            if at:
+                run_id = client.get_model_version_by_alias(name, rest).run_id
+            else:
+                name, _, number = name.rstrip("/").rpartition("/")
+                run_id = client.get_model_version(name, number).run_id
+        elif uri.startswith("runs:/"):
+            run_id = uri[len("runs:/"):].split("/", 1)[0]
+        else:
+            return None
+        value = client.get_run(run_id).data.params.get("horizon_days") if run_id else None
+        return int(value) if value else None
+    except (mlflow.exceptions.MlflowException, ValueError, OSError):
+        return None
+
+
 def download_artifacts(model_name: str, version: str, dst: Path) -> Path:
     """The training run's artifacts (plots, model card, ...) of a registered version, copied to ``dst``."""
     run_id = MlflowClient().get_model_version(model_name, str(version)).run_id

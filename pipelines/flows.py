@@ -247,6 +247,21 @@ def lists_task(model, features: pd.DataFrame, as_of: pd.Timestamp, version: str 
         risk_bounds=(s.risk_floor, s.risk_ceiling))
 
 
+def with_model_horizon(settings: Settings, model_uri: str | None = None,
+                       version: str | None = None) -> tuple[Settings, list[str]]:
+    """``settings`` with the label horizon of the model that scores (its training run's), and a
+    note when the config says otherwise: the features (the buy-till-you-die probabilities over
+    the horizon), the lapse rule and every "within N days" must be the model's, or its risks
+    are read on the wrong scale."""
+    trained = registry.trained_horizon(settings.registry.model_name, uri=model_uri, version=version)
+    configured = settings.labels.horizon_days
+    if trained is None or trained == configured:
+        return settings, []
+    return settings.with_overrides(**{"labels.horizon_days": trained}), [
+        f"the model was trained for a {trained}-day horizon but labels.horizon_days is {configured}: scored with "
+        f"the model's {trained} days (set labels.horizon_days: {trained} in the config to match)"]
+
+
 @flow(name="score")
 def score_flow(data_dir: Path | None, out_dir: Path, settings: Settings, home: Path,
                as_of: pd.Timestamp | None = None, model_uri: str | None = None,
@@ -258,6 +273,8 @@ def score_flow(data_dir: Path | None, out_dir: Path, settings: Settings, home: P
     scoring there (``models.history``) -> Prefect artifacts. ``validated``: an input
     already validated (a backfill validates once), its report copied into the set."""
     home, out_dir = Path(home), Path(out_dir)
+    registry.configure_tracking(home)
+    settings, horizon_notes = with_model_horizon(settings, model_uri)
     staging = history.open_staging(out_dir)  # the set is built here and published as one
     try:
         if settings.engine.kind == "dask":  # the same steps shard by shard on a Dask cluster
@@ -283,6 +300,7 @@ def score_flow(data_dir: Path | None, out_dir: Path, settings: Settings, home: P
         features = scoring_features_task(tables, as_of, settings.feature_config(), channels,
                                          settings.cache.feature_cache(home))
         at_risk, win_back, drivers = lists_task(model, features, as_of, version, settings, build.is_contractual(tables))
+    warnings = [*horizon_notes, *warnings]
     metrics = registry.version_metrics(settings.registry.model_name, version)
     s = settings.score
     paths = report.write_outputs(at_risk, out_dir, model_version=version, metrics=metrics, as_of=as_of,
@@ -432,6 +450,7 @@ def monitor_flow(data_dir: Path | None, lists_dir: Path, settings: Settings, hom
     versions = latest["model_version"].dropna()
     version = str(versions.iloc[0]) if len(versions) else None
     registry.configure_tracking(home)
+    settings, _ = with_model_horizon(settings, version=version)  # the horizon of the lists' model
     name = settings.registry.model_name
     reference = registry.load_reference(name, version)
     channels = build.channel_list(reference["features"]) if reference else None

@@ -35,6 +35,13 @@ class IdOptions(BaseModel):
     strip_decimal_zero: bool = Field(False, description="'13085.0' and '13085' are the same id (ids that went through a spreadsheet)")
 
 
+_Value = str | bool | int | float
+
+# The options of a table that say how its text is written: ``source.defaults`` sets them for
+# every table at once (a table's own setting wins).
+FORMAT_KEYS = ("timestamp_format", "timezone", "decimal", "thousands", "delimiter", "encoding")
+
+
 class TableSource(BaseModel):
     """Where one table comes from and how to read it."""
     model_config = ConfigDict(extra="forbid")
@@ -48,6 +55,10 @@ class TableSource(BaseModel):
     thousands: str | None = Field(None, max_length=1, description="thousands separator of numbers written as text")
     delimiter: str = Field(",", min_length=1, max_length=1, description="files: the CSV field separator")
     encoding: str = Field("utf-8", description="files: the CSV text encoding (e.g. cp1252, latin-1 for older ERP exports)")
+    values: dict[str, dict[_Value, _Value]] = Field(
+        default_factory=dict, description="contract column -> {word in the export: the contract's value}, e.g. "
+        "status: {abgeschlossen: completed, retourniert: returned} or public: {ja: true, nein: false} (matched "
+        "ignoring case and surrounding space; other values are read as they are)")
     lines: bool = Field(False, description="orders: rows are order lines, one order per order_id")
     negative_amounts: Literal["quarantine", "returns"] = Field(
         "quarantine", description="orders: quarantine a negative amount, or read it as a credit note (a return, never a purchase)")
@@ -82,6 +93,17 @@ class TableSource(BaseModel):
         return self
 
 
+class FormatDefaults(BaseModel):
+    """``source.defaults``: the text formats shared by every table of an export."""
+    model_config = ConfigDict(extra="forbid")
+    timestamp_format: str | None = None
+    timezone: str | None = None
+    decimal: str | None = None
+    thousands: str | None = None
+    delimiter: str | None = None
+    encoding: str | None = None
+
+
 class SourceConfig(BaseModel):
     """The ``source:`` section: a folder of files (default) or a SQL database."""
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -91,6 +113,8 @@ class SourceConfig(BaseModel):
     password_env: str | None = Field(None, description="sql: the environment variable that holds the password")
     schema_: str | None = Field(None, alias="schema", description="sql: schema of the table names")
     ids: IdOptions = IdOptions()
+    defaults: FormatDefaults = Field(default_factory=FormatDefaults,
+                                     description="formats of every table (" + ", ".join(FORMAT_KEYS) + "); a table's own wins")
     tables: dict[str, TableSource] = Field(default_factory=dict)
 
     @field_validator("tables")
@@ -105,7 +129,26 @@ class SourceConfig(BaseModel):
                                      f"(expected one of {', '.join(SCHEMAS[name].columns)})")
             if name != "orders" and (spec.lines or spec.negative_amounts != "quarantine"):
                 raise ValueError(f"{name}: lines and negative_amounts apply to orders only")
+            for column in spec.values:
+                if column not in SCHEMAS[name].columns:
+                    raise ValueError(f"{name}.values: {column!r} is not a column of the contract's {name} table "
+                                     f"(expected one of {', '.join(SCHEMAS[name].columns)})")
         return tables
+
+    @model_validator(mode="after")
+    def _defaults_apply(self) -> SourceConfig:
+        given = self.defaults.model_dump(exclude_none=True)
+        if given:
+            merged = {}
+            for name in TABLES:  # each table's settings with the defaults must still make sense
+                try:
+                    merged[name] = self.table(name)
+                except ValueError as exc:
+                    raise ValueError(f"defaults with tables.{name}: {_first_error(exc)}") from None
+            # written into the tables named, so a copy of the settings (dumped and read again,
+            # where every field counts as set) keeps them
+            self.tables = {name: merged[name] for name in self.tables}
+        return self
 
     @field_validator("schema_")
     @classmethod
@@ -128,8 +171,20 @@ class SourceConfig(BaseModel):
         return self
 
     def table(self, name: str) -> TableSource:
-        """The source settings of table ``name`` (the defaults when the config names none)."""
-        return self.tables.get(name) or TableSource()
+        """The source settings of table ``name``: its own, over ``source.defaults``, over the
+        contract's defaults."""
+        spec = self.tables.get(name) or TableSource()
+        shared = {k: v for k, v in self.defaults.model_dump(exclude_none=True).items() if k not in spec.model_fields_set}
+        if not shared:
+            return spec
+        return TableSource(**{**spec.model_dump(exclude_unset=True), **shared})
+
+
+def _first_error(exc: Exception) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        return "; ".join(str(e.get("msg", e)) for e in errors())
+    return str(exc)
 
 
 class ValidationConfig(BaseModel):

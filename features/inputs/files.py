@@ -76,12 +76,12 @@ def read_tables(data_dir: Path, source: SourceConfig | None = None, *,
                 problems.append(f"{table}: missing required table (expected {table}.csv or {table}.parquet in {data_dir})")
             continue
         try:
-            frame = _read_file(path, spec, lazy_parquet)
+            frame = _read_file(path, spec, lazy_parquet, table)
         except ContractError as exc:
             problems += [f"{table}: {p}" for p in exc.problems]
             continue
         except Exception as exc:  # any reader error makes the file unusable: say which and why
-            problems.append(f"{table}: cannot read {path} ({_reader_error(exc, spec)})")
+            problems.append(f"{table}: cannot read {path} ({_reader_error(exc, spec)})".replace("<table>", table))
             unanswered += network_os_error(exc)
             continue
         if len(frame.columns) > MAX_COLUMNS:
@@ -130,7 +130,8 @@ def _unusable(path: Path, table: str) -> str | None:
     return None
 
 
-def _read_file(path: Path, spec: TableSource, lazy_parquet: bool = False) -> pd.DataFrame | ParquetFile:
+def _read_file(path: Path, spec: TableSource, lazy_parquet: bool = False,
+               table: str = "<table>") -> pd.DataFrame | ParquetFile:
     if path.name.endswith(".parquet"):
         if lazy_parquet and path.is_file():
             file = ParquetFile.open(path)
@@ -142,6 +143,7 @@ def _read_file(path: Path, spec: TableSource, lazy_parquet: bool = False) -> pd.
     # Arrow's reader: an order of magnitude faster than pandas' C engine, and it rejects a
     # row with too many fields instead of silently shifting it into the index.
     names = _header(path, spec)
+    _check_separator(names, path, spec, table)
     _check_names(names, path)
     table = pacsv.read_csv(
         pyarrow.input_stream(str(path), compression="detect"),
@@ -162,6 +164,28 @@ def _header(path: Path, spec: TableSource) -> list[str]:
         csv.field_size_limit(1 << 30)
         row = next(csv.reader(handle, delimiter=spec.delimiter), [])
     return [name.lstrip("\ufeff") if i == 0 else name for i, name in enumerate(row)]
+
+
+_SEPARATORS = {";": "';'", "\t": "'\\t' (a tab)", "|": "'|'", ",": "','"}
+
+
+def separator_hint(names, table: str = "<table>", configured: str = ",") -> str:
+    """'; set ...delimiter: ...' when a header read as one column holds another separator, else ''."""
+    if len(names) != 1:
+        return ""
+    counts = {sep: str(names[0]).count(sep) for sep in _SEPARATORS if sep != configured}
+    sep, n = max(counts.items(), key=lambda kv: kv[1])
+    if not n:
+        return ""
+    return f"; its fields look separated by {_SEPARATORS[sep]}: set source.tables.{table}.delimiter (or source.defaults.delimiter)"
+
+
+def _check_separator(names: list[str], path: Path, spec: TableSource, table: str) -> None:
+    """A header that is one column holding another separator: the export is not comma-separated."""
+    hint = separator_hint(names, table, spec.delimiter)
+    if hint:
+        shown = names[0] if len(names[0]) <= 60 else names[0][:57] + "..."
+        raise ContractError([f"{path.name}: its header is one column '{shown}'{hint}"])
 
 
 def _check_names(names: list[str], path: Path) -> None:

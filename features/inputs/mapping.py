@@ -11,6 +11,7 @@ import pandas as pd
 
 from features.inputs.config import TableSource
 from features.inputs.contract import ContractError
+from features.inputs.files import separator_hint
 
 
 def map_columns(table: str, frame: pd.DataFrame, spec: TableSource, where: str) -> pd.DataFrame:
@@ -23,8 +24,9 @@ def map_columns(table: str, frame: pd.DataFrame, spec: TableSource, where: str) 
     missing = [(target, name) for target, name in spec.columns.items() if name not in frame.columns]
     if missing:
         shown = ", ".join(f"'{c}'" for c in found[:20]) + (", ..." if len(found) > 20 else "")
+        hint = separator_hint(found, table)
         raise ContractError([f"{table}: column '{name}' (source.tables.{table}.columns.{target}) is not in {where} "
-                             f"(found {shown})" for target, name in missing])
+                             f"(found {shown}{hint})" for target, name in missing])
     mapped = {}
     for target, name in spec.columns.items():
         mapped[target] = frame[name]

@@ -40,10 +40,59 @@ def format_hint(table: str, column: str, kind: str, examples: list[str]) -> str:
         if "," in joined and "." in joined:
             return (f"; set {key}.thousands: ',' (1,857.60) or {key}.decimal: ',' with thousands: '.' (1.857,60)")
         if "," in joined:
-            return f"; set {key}.decimal: ',' (or thousands: ',' if the comma separates thousands)"
+            return (f"; set {key}.decimal: ',' (with thousands: '.' if amounts such as 1.234,50 occur), or "
+                    "thousands: ',' if the comma separates thousands")
         if " " in joined.strip():
             return f"; set {key}.thousands: ' '"
+    if kind in (FLAG, CATEGORY):
+        words = ", ".join(f"{_one_word(e)}: ..." for e in dict.fromkeys(examples))
+        return f"; translate the export's words with {key}.values.{column}: {{{words}}}"
     return ""
+
+
+def unreadable_hint(table: str, column: str, kind: str, spec: TableSource, text: pd.Series) -> pd.Series | str:
+    """What to set so a number that did not parse is read: a thousands separator when a
+    decimal comma is set and the value also holds a dot ('1.234,50'); '' otherwise."""
+    if kind in (NUMBER, INTEGER) and spec.decimal == "," and not spec.thousands:
+        return pd.Series(np.where(text.str.contains(".", regex=False).fillna(False).to_numpy(bool),
+                                  "; set thousands: '.' for amounts such as 1.234,50", ""), index=text.index)
+    if kind == FLAG:
+        return f" (translate the export's words with source.tables.{table}.values.{column})"
+    return ""
+
+
+def _one_word(text: str) -> str:
+    text = " ".join(str(text).split())[:30]
+    return text if text.replace("_", "").replace("-", "").isalnum() else '"' + text.replace('"', "'") + '"'
+
+
+def translate(series: pd.Series, mapping: dict) -> pd.Series:
+    """``series`` with the export's words replaced by the contract's values (``values:``),
+    matched ignoring case and surrounding space; other values are kept as they are."""
+    if not mapping or pd.api.types.is_bool_dtype(series):
+        return series
+    lookup = {_key(k): _token(v) for k, v in mapping.items()}
+    text = _as_text(series)
+    keys = text.str.strip().str.lower()
+    hit = keys.isin(list(lookup)).to_numpy(bool) & series.notna().to_numpy(bool)
+    if not hit.any():
+        return series
+    out = text.astype(object).where(series.notna(), None)
+    out[hit] = keys[hit].map(lookup)
+    return pd.Series(out, index=series.index, dtype="str")
+
+
+def _key(value) -> str:
+    return _token(value).strip().lower()
+
+
+def _token(value) -> str:
+    """A configured value as the export's text: YAML's true/false as 'true'/'false', 1.0 as '1'."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def _as_text(series: pd.Series) -> pd.Series:
@@ -234,6 +283,8 @@ def _parse_table(table: str, raw: pd.DataFrame, spec: TableSource = _DEFAULT,
         if name not in raw.columns:
             continue
         kind, series, bad = col.metadata["kind"], raw[name], None
+        if name in spec.values:
+            series = translate(series, spec.values[name])
         if kind == ID:
             value = _parse_id(series, ids)
         elif kind == TIMESTAMP:

@@ -22,7 +22,7 @@ from features.inputs.config import SourceConfig, TableSource
 from features.inputs.contract import (CANONICAL_DTYPES, FLAG, ID_COLUMNS, INTEGER, NUMBER, SCHEMAS, TABLES, TEXT,
                                       TIMESTAMP, ContractError, ValidatedData)
 from features.inputs.files import ParquetFile
-from features.inputs.parse import _arrow, _as_text, _one_line, _parse_table, _Parsed, type_name
+from features.inputs.parse import _arrow, _as_text, _one_line, _parse_table, _Parsed, type_name, unreadable_hint
 from features.inputs.screen import parquet_sql, screen, unknown_customers
 from features.io import write_atomic
 
@@ -116,8 +116,10 @@ def _schema_issues(table: str, parsed: _Parsed, raw: pd.DataFrame, position: dic
             if len(rows):
                 issues.append(_issue(table, column, "missing", rows, "missing", _CHECK, position))
         elif check in column_checks:
+            hint = (f" (translate the export's words with source.tables.{table}.values.{column})"
+                    if column_checks[check].name == "isin" else "")
             issues.append(_issue(table, column, column_checks[check].name, rows,
-                                 _render(check, table, raw, rows, column), _CHECK, position))
+                                 _render(check, table, raw, rows, column) + hint, _CHECK, position))
         else:
             problems.append(f"{table}: column '{column}' failed {check} on {len(rows)} rows")
     return issues, problems
@@ -146,7 +148,8 @@ def _parse_issues(table: str, parsed: _Parsed, raw: pd.DataFrame, position: dict
     for name, rows in parsed.unreadable.items():
         kind = SCHEMAS[table].columns[name].metadata["kind"]
         text = _as_text(raw[name].iloc[rows]).reset_index(drop=True)
-        out.append(_issue(table, name, "unreadable", rows, "'" + text + "' is not " + type_name(kind, spec), _PARSE, position))
+        out.append(_issue(table, name, "unreadable", rows,
+                          "'" + text + "' is not " + type_name(kind, spec) + unreadable_hint(table, name, kind, spec, text), _PARSE, position))
     return out
 
 

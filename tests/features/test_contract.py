@@ -198,8 +198,8 @@ def test_a_column_with_no_readable_value_is_fatal_but_one_bad_value_is_not(tmp_p
         "order was placed (a timestamp); found '01/02/2024', '02/02/2024', '03/02/2024'; set "
         "source.tables.orders.timestamp_format, e.g. '%d/%m/%Y' (day and month order as in your export))",
         "orders: column 'amount' has no value readable as a number (expected amount >= 0, the order value; "
-        "found 'ten', 'twenty', '5,5'; set source.tables.orders.decimal: ',' (or thousands: ',' if the comma "
-        "separates thousands))"]
+        "found 'ten', 'twenty', '5,5'; set source.tables.orders.decimal: ',' (with thousands: '.' if amounts such "
+        "as 1.234,50 occur), or thousands: ',' if the comma separates thousands)"]
     single = {**ORDERS, "order_id": ["o1"], "customer_id": ["a"], "ordered_at": ["yesterday"], "amount": [1.0]}
     result = load_data(write(tmp_path / "b", orders=single), data_end=END)
     assert_reconciled(result)
@@ -255,14 +255,18 @@ ROW_CASES = {
                           "complaints.resolved_at: 2025-02-01 00:00:00 is in the future of the data "
                           "(after 2025-01-01 00:00:00)"),
     "invalid direction": (with_row("interactions", direction="sideways"), "interactions",
-                          "interactions.direction: 'sideways' is not one of outbound, inbound"),
+                          "interactions.direction: 'sideways' is not one of outbound, inbound "
+                          "(translate the export's words with source.tables.interactions.values.direction)"),
     "missing direction": (with_row("interactions", direction=None), "interactions", "interactions.direction: missing"),
     "invalid status": (with_row("orders", order_id="o9", status="lost"), "orders",
-                       "orders.status: 'lost' is not one of completed, returned, cancelled, refund"),
+                       "orders.status: 'lost' is not one of completed, returned, cancelled, refund "
+                       "(translate the export's words with source.tables.orders.values.status)"),
     "invalid severity": (with_row("complaints", complaint_id="k9", severity="urgent"), "complaints",
-                         "complaints.severity: 'urgent' is not one of low, medium, high"),
+                         "complaints.severity: 'urgent' is not one of low, medium, high "
+                         "(translate the export's words with source.tables.complaints.values.severity)"),
     "invalid public flag": (with_row("complaints", complaint_id="k9", public="maybe"), "complaints",
-                            "complaints.public: 'maybe' is not true/false"),
+                            "complaints.public: 'maybe' is not true/false "
+                            "(translate the export's words with source.tables.complaints.values.public)"),
     "resolved before opened": (with_row("complaints", complaint_id="k9", resolved_at="2024-01-01"), "complaints",
                                "complaints.resolved_at: 2024-01-01 is before opened_at 2024-01-05"),
     "missing order_id": (with_row("orders", order_id=None), "orders", "orders.order_id: missing"),

@@ -1,6 +1,8 @@
 """One small end-to-end run of the demo path through the Prefect flows, plus the CLI."""
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -146,3 +148,9 @@ def test_a_very_short_history_still_trains_registers_and_lists(prefect_harness, 
     at_risk = pd.read_parquet(scored.parquet)
     assert scored.rows == len(at_risk) > 0 and at_risk["risk"].between(0, 1).all()
     assert at_risk["reason_group_1"].dropna().eq("purchases").all() and at_risk["reason_1"].notna().any()
+    # a config that forgot the training's horizon still scores on the model's 45 days, and says so
+    forgot = settings.with_overrides(**{"labels.horizon_days": 90})
+    again = score_flow(data, tmp_path / "out90", forgot, tmp_path / "home")
+    assert any("trained for a 45-day horizon but labels.horizon_days is 90" in w for w in again.warnings)
+    assert json.loads(again.summary.read_text())["horizon_days"] == 45
+    pd.testing.assert_series_equal(pd.read_parquet(again.parquet)["risk"], at_risk["risk"])

@@ -136,7 +136,65 @@ def test_a_zero_byte_orders_file_is_fatal(tmp_path):
 
 def test_a_semicolon_file_read_as_commas_names_the_separator(tmp_path):
     text = fatal(folder(tmp_path, orders_csv=ORDERS.replace(",", ";")))
-    assert "expected comma-separated values" in text
+    assert "its fields look separated by ';': set source.tables.orders.delimiter" in text
+
+
+def test_a_tab_separated_file_with_mapped_columns_names_the_separator(tmp_path):
+    content = "Beleg\tKunde\tDatum\tBetrag\no1\ta\t2024-01-01\t10\n"
+    text = fatal(folder(tmp_path, **{"export_csv": content}),
+                 {"tables": {"orders": {"file": "export.csv",
+                                        "columns": {"order_id": "Beleg", "customer_id": "Kunde", "ordered_at": "Datum",
+                                                    "amount": "Betrag"}}}})
+    assert text.startswith("orders: export.csv: its header is one column")
+    assert "separated by '\\t' (a tab): set source.tables.orders.delimiter" in text
+
+
+def test_formats_shared_by_every_table_are_set_once_and_a_table_may_differ(tmp_path):
+    orders = "order_id;customer_id;ordered_at;amount\no1;a;09.12.2024 10:30;1.857,60\no2;b;10.12.2024 11:00;3,50\n"
+    nps = "customer_id;answered_at;score\na;2024-12-11T10:00:00;9\n"
+    source = {"defaults": {"delimiter": ";", "timestamp_format": "%d.%m.%Y %H:%M", "decimal": ",", "thousands": "."},
+              "tables": {"nps": {"timestamp_format": None}}}
+    result = load(folder(tmp_path, orders_csv=orders, nps_csv=nps), source)
+    reconciled(result)
+    assert result.tables["orders"]["amount"].tolist() == [1857.6, 3.5]
+    assert result.tables["orders"]["ordered_at"].tolist() == [pd.Timestamp("2024-12-09 10:30"), pd.Timestamp("2024-12-10 11:00")]
+    assert result.tables["nps"]["answered_at"].tolist() == [pd.Timestamp("2024-12-11 10:00")]  # its own: ISO 8601
+    # a copy of the settings (dumped and read again, as --horizon-days does) keeps the shared formats
+    again = Settings.model_validate(Settings.model_validate({"source": source}).model_dump())
+    assert again.source.table("orders").delimiter == ";" and again.source.table("complaints").decimal == ","
+    assert again.source.table("nps").timestamp_format is None
+
+
+def test_a_decimal_comma_without_the_thousands_separator_says_to_set_it(tmp_path):
+    orders = "order_id;customer_id;ordered_at;amount\no1;a;2024-01-01;23,50\no2;a;2024-02-01;1.008,25\n" + \
+        "".join(f"o{i};b;2024-03-01;5,00\n" for i in range(3, 9))
+    result = load(folder(tmp_path, orders_csv=orders), {"defaults": {"delimiter": ";", "decimal": ","}})
+    reconciled(result)
+    assert reasons(result, "orders") == ["orders.amount: '1.008,25' is not a number (decimal mark ','); "
+                                         "set thousands: '.' for amounts such as 1.234,50"]
+
+
+def test_the_exports_own_words_are_translated_by_values(tmp_path):
+    orders = HEADER.strip() + ",status\no1,a,2024-01-01,10,Abgeschlossen\no2,a,2024-02-01,20, retourniert\n" \
+        "o3,b,2024-03-01,5,verloren\no4,b,2024-04-01,5,abgeschlossen\n"
+    complaints = ("complaint_id,customer_id,opened_at,resolved_at,severity,public\n"
+                  "k1,a,2024-01-05,,hoch,ja\nk2,b,2024-01-06,,niedrig,nein\n")
+    source = {"tables": {"orders": {"values": {"status": {"abgeschlossen": "completed", "retourniert": "returned"}}},
+                         "complaints": {"values": {"severity": {"niedrig": "low", "hoch": "high"},
+                                                   "public": {"ja": True, "nein": False}}}}}
+    result = load(folder(tmp_path, orders_csv=orders, complaints_csv=complaints), source, {"max_quarantined_share": 0.5})
+    reconciled(result)
+    assert result.tables["orders"]["status"].tolist() == ["completed", "returned", "completed"]
+    assert reasons(result, "orders") == ["orders.status: 'verloren' is not one of completed, returned, cancelled, refund "
+                                         "(translate the export's words with source.tables.orders.values.status)"]
+    assert result.tables["complaints"]["severity"].tolist() == ["high", "low"]
+    assert result.tables["complaints"]["public"].tolist() == [True, False]
+
+
+def test_flags_in_the_exports_own_words_name_the_values_option(tmp_path):
+    complaints = "complaint_id,customer_id,opened_at,resolved_at,public\nk1,a,2024-01-05,,ja\nk2,b,2024-01-06,,nein\n"
+    text = fatal(folder(tmp_path, orders_csv=ORDERS, complaints_csv=complaints))
+    assert "translate the export's words with source.tables.complaints.values.public: {ja: ..., nein: ...}" in text
 
 
 def test_semicolons_and_decimal_commas_read_with_their_settings(tmp_path):
@@ -198,6 +256,8 @@ def test_a_source_column_named_like_a_mapped_contract_column_is_kept_aside(tmp_p
     ({"source": {"tables": {"orders": {"timezone": "Mars/Olympus"}}}}, "unknown time zone"),
     ({"source": {"tables": {"orders": {"table": "orders; DROP TABLE x"}}}}, "not a plain table name"),
     ({"validation": {"earliest": "01/01/1990"}}, "not an ISO 8601 date"),
+    ({"source": {"tables": {"orders": {"values": {"state": {"ok": "completed"}}}}}}, "'state' is not a column of the contract's orders"),
+    ({"source": {"defaults": {"decimal": ","}, "tables": {"orders": {"thousands": ","}}}}, "defaults with tables.orders"),
 ])
 def test_a_config_that_cannot_be_right_is_refused_with_its_key(config, message):
     with pytest.raises(ValueError, match=message):
