@@ -316,7 +316,8 @@ def choose_champion(valid_scores: dict[str, np.ndarray], labels, *, metric: str 
     preference = ("recency", "btyd", "pnbd") if contractual else ("btyd", "pnbd", "recency")
     for name in (*preference, *SIMPLEST_FIRST, *valid_scores):
         if name in eligible:
-            return name, table, ("no validation cutoff with both outcomes to choose on: the "
+            return name, table, ("nothing to choose on (no earlier cutoff whose label window closes by the test "
+                                 "cutoff, or none with both outcomes among its clients): the "
                                  f"{LABELS.get(name, name)} by default for a "
                                  f"{'contractual' if contractual else 'non-contractual'} business")
     raise AssertionError("unreachable")

@@ -105,7 +105,15 @@ def horizon_check(frame: pd.DataFrame, horizon_days: int, *, test_cutoff: pd.Tim
                   f"times it ({2 * gap:.0f}-{3 * gap:.0f} days) separates leaving from a client's ordinary pause"
                   if np.isfinite(gap) else "")
     warnings = []
-    if np.isfinite(share) and share > HIGH_LEAVER_SHARE:
+    if np.isfinite(share) and share > HIGH_LEAVER_SHARE and np.isfinite(gap) and horizon_days >= 2 * gap:
+        # the horizon already spans two or more of the usual gaps: the share comes from the clients
+        # who rarely or never buy again, not from a horizon shorter than the rhythm
+        warnings.append(f"the {horizon_days}-day horizon makes {share:.0%} of the clients leavers (above "
+                        f"{HIGH_LEAVER_SHARE:.0%}), although it is already {horizon_days / gap:.1f} times the median "
+                        f"gap between a client's orders ({gap:.0f} days): most of this base buys once or rarely, so "
+                        f"the list ranks who is least likely to buy again; a longer horizon (--horizon-days) lowers "
+                        f"the share. See 'Choosing the horizon' in README.md.")
+    elif np.isfinite(share) and share > HIGH_LEAVER_SHARE:
         warnings.append(f"the {horizon_days}-day horizon makes {share:.0%} of the clients leavers (above "
                         f"{HIGH_LEAVER_SHARE:.0%}): most of the base goes {horizon_days} days without what counts as "
                         f"staying, so the list cannot tell leaving from an ordinary pause; consider a longer horizon "

@@ -343,6 +343,18 @@ def version_metrics(model_name: str, version: str | None) -> dict[str, float]:
         return {}
 
 
+def version_params(model_name: str, version: str | None) -> dict[str, str]:
+    """The training-run params of a registered version (empty when unknown)."""
+    if version is None:
+        return {}
+    client = MlflowClient()
+    try:
+        run_id = client.get_model_version(model_name, str(version)).run_id
+        return dict(client.get_run(run_id).data.params) if run_id else {}
+    except mlflow.exceptions.MlflowException:
+        return {}
+
+
 def trained_horizon(model_name: str, *, uri: str | None = None, version: str | None = None,
                     alias: str = CHAMPION) -> int | None:
     """The label horizon (days) a registered model was trained for: its training run's

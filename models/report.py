@@ -146,9 +146,45 @@ def strict_json(obj) -> str:
 
 # -- summary -------------------------------------------------------------------------------------
 
+UNTRAINED = {"recency": "the recency rule (days since the last order)",
+             "btyd": "the BG/NBD probability of no order", "pnbd": "the Pareto/NBD probability of no order"}
+CHANCE_LIKE_ROC_AUC = 0.6
+FEW_TEST_ROWS = 500
+
+
+def model_cautions(metrics: dict | None, champion: str | None) -> list[str]:
+    """What a retention manager must know before trusting the order of the list: no model was
+    trained (the champion is a rule that learns nothing from labels), the ranking was close to
+    chance on the test date, or the test date had few clients. Empty when none applies."""
+    metrics = metrics or {}
+    out = []
+    if champion in UNTRAINED:
+        out.append(f"No model was trained on this data (too little labelled history for the horizon; "
+                   f"`churn train` says why): the list is ordered by {UNTRAINED[champion]} alone.")
+    auc, rows = metrics.get("test_roc_auc"), metrics.get("test_rows")
+    if auc is not None and np.isfinite(auc) and auc < CHANCE_LIKE_ROC_AUC:
+        out.append(f"On its test date the order was close to chance (ROC-AUC {auc:.2f}; 0.5 is chance): read the "
+                   "risks as a rough order, and check the reasons before acting.")
+    if rows is not None and np.isfinite(rows) and 0 < rows < FEW_TEST_ROWS:
+        out.append(f"The test date had {int(rows):,} clients: its figures are uncertain by several points "
+                   "(ROC-AUC about +/-" f"{_auc_margin(metrics):.2f}).")
+    return out
+
+
+def _auc_margin(metrics: dict) -> float:
+    """Two standard errors of a ROC-AUC (Hanley & McNeil) on the test rows."""
+    auc, n, rate = (metrics.get(k, float("nan")) for k in ("test_roc_auc", "test_rows", "test_base_rate"))
+    pos, neg = n * rate, n * (1 - rate)
+    if not all(np.isfinite(v) for v in (auc, pos, neg)) or min(pos, neg) < 1:
+        return float("nan")
+    q1, q2 = auc / (2 - auc), 2 * auc ** 2 / (1 + auc)
+    var = (auc * (1 - auc) + (pos - 1) * (q1 - auc ** 2) + (neg - 1) * (q2 - auc ** 2)) / (pos * neg)
+    return float(2 * np.sqrt(max(var, 0.0)))
+
+
 def summarise(at_risk: pd.DataFrame, win_back: pd.DataFrame, *, as_of: pd.Timestamp, model_version: str | None,
               horizon_days: int, currency: str, previous_as_of: str | None = None,
-              left_high: int | None = None) -> dict:
+              left_high: int | None = None, cautions: list[str] | None = None) -> dict:
     """The figures of ``summary.json`` and the top of the report."""
     tiers = at_risk["tier"].value_counts()
     n = len(at_risk)
@@ -172,6 +208,7 @@ def summarise(at_risk: pd.DataFrame, win_back: pd.DataFrame, *, as_of: pd.Timest
         "entered_high_tier": int(at_risk["new_high_tier"].fillna(False).sum()) if changed else None,
         "left_high_tier": left_high if changed else None,
         "new_on_win_back_list": int(win_back["new_on_list"].fillna(False).sum()) if changed else None,
+        "cautions": list(cautions or []),
     }
 
 
@@ -596,6 +633,8 @@ SCRIPT = r"""
 
 STYLE = """
 *{box-sizing:border-box}
+.caution{background:#fff4e5;border:1px solid #f0b429;border-radius:6px;padding:8px 12px;margin:8px 0}
+.caution ul{margin:4px 0 0;padding-left:20px}
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:0;color:#1f2933;background:#f5f7fa;font-size:14px}
 main{max-width:1320px;margin:0 auto;padding:12px 20px 40px}
 header{display:flex;justify-content:space-between;align-items:baseline;flex-wrap:wrap;gap:8px}
@@ -644,7 +683,8 @@ def _list_box(box_id: str, data_id: str, *, page: int, search: bool = True, filt
 def write_html(at_risk: pd.DataFrame, path: Path, *, model_version: str | None, metrics: dict[str, float] | None,
                as_of: pd.Timestamp, win_back: pd.DataFrame | None = None, horizon_days: int = 90,
                currency: str = "EUR", capacity: int = 500, previous: tuple[pd.DataFrame, pd.DataFrame] | None = None,
-               previous_as_of: str | None = None, drivers: pd.DataFrame | None = None) -> Path:
+               previous_as_of: str | None = None, drivers: pd.DataFrame | None = None,
+               cautions: list[str] | None = None) -> Path:
     """One self-contained page that opens on what to do: the summary, "call first" (the
     ``capacity``'s worth of clients at the top of the retention list), the drivers and risk by
     lifecycle stage, NPS, the week's changes; then both lists, paginated, sortable,
@@ -728,6 +768,8 @@ the high tier, <b>{count(len(left))}</b> left it, <b>{count(facts["new_on_win_ba
     scripts = "".join(f'<script type="application/json" id="{k}">{_json_for_script(v)}</script>' for k, v in tables.items())
     more = lambda frame: (f"The first {HTML_ROWS:,} of {len(frame):,}; the full list is in the CSV, Parquet and Excel files."  # noqa: E731
                           if len(frame) > HTML_ROWS else "")
+    caution_box = ('<section class="caution" id="cautions"><b>Before you act on this list:</b><ul>'
+                   + "".join(f"<li>{html.escape(c)}</li>" for c in cautions) + "</ul></section>") if cautions else ""
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Retention list as of {as_of.strftime('%Y-%m-%d')}</title><style>{STYLE}</style></head>
@@ -735,7 +777,7 @@ the high tier, <b>{count(len(left))}</b> left it, <b>{count(facts["new_on_win_ba
 <header><h1>Who to call this week: retention list as of {day}</h1>
 <small>risk = chance of becoming a former client within {horizon_days} days &middot; model version {html.escape(str(model_version))}
 &middot; values in {html.escape(currency)}</small></header>
-<div class="cards" id="summary">{''.join(cards)}</div>
+{caution_box}<div class="cards" id="summary">{''.join(cards)}</div>
 <section class="first" id="call-first"><h2>Call first: the top {count(min(capacity, n))} clients the team can reach</h2>
 {_list_box("call", "data-call", page=10, search=False)}</section>
 <div class="grid">
@@ -787,7 +829,7 @@ def write_outputs(at_risk: pd.DataFrame, out_dir: Path, *, model_version: str | 
                   as_of: pd.Timestamp, win_back: pd.DataFrame | None = None, horizon_days: int = 90,
                   currency: str = "EUR", capacity: int = 500, keep_history: bool = True,
                   drivers: pd.DataFrame | None = None, staging: Path | None = None,
-                  lineage: dict | None = None) -> dict[str, Path]:
+                  lineage: dict | None = None, cautions: list[str] | None = None) -> dict[str, Path]:
     """Both lists (Parquet, CSV; one workbook with a sheet each), ``summary.json``,
     ``report.html`` and ``lineage.json``, published as one set (``models.history``): built in
     ``staging`` (a folder from ``history.open_staging(out_dir)`` that may already hold the
@@ -813,7 +855,7 @@ def write_outputs(at_risk: pd.DataFrame, out_dir: Path, *, model_version: str | 
         _, left = high_tier_changes(at_risk, win_back, previous)
         facts = summarise(at_risk, win_back, as_of=as_of, model_version=model_version, horizon_days=horizon_days,
                           currency=currency, previous_as_of=previous_dir.name if previous_dir else None,
-                          left_high=len(left))
+                          left_high=len(left), cautions=cautions)
         writers = {
             "parquet": lambda: write_frame(at_risk, staging / "at_risk.parquet"),
             "csv": lambda: write_csv(at_risk, staging / "at_risk.csv"),
@@ -826,7 +868,7 @@ def write_outputs(at_risk: pd.DataFrame, out_dir: Path, *, model_version: str | 
             "html": lambda: write_html(at_risk, staging / "report.html", model_version=model_version, metrics=metrics,
                                        as_of=as_of, win_back=win_back, horizon_days=horizon_days, currency=currency,
                                        capacity=capacity, previous=previous,
-                                       previous_as_of=facts["previous_as_of"], drivers=drivers),
+                                       previous_as_of=facts["previous_as_of"], drivers=drivers, cautions=cautions),
             "summary": lambda: write_atomic(staging / "summary.json",
                                             lambda tmp: tmp.write_text(strict_json(facts), encoding="utf-8")),
         }

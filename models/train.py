@@ -114,11 +114,36 @@ def plan_cutoffs(tables: dict, horizon_days: int, *, frequency: str = "MS", max_
         freq = finer_frequency(freq)
     freq, cutoffs = max(tried, key=lambda t: len(t[1]))
     split = baseline_split(cutoffs, horizon_days)
-    counts = ", ".join(f"{len(c)} at {_name(f)}" for f, c in tried)
+    counts = " and ".join(f"{len(c)} at {_name(f)}" for f, c in tried)
+    shorter = horizon_that_splits(tables, horizon_days, frequency=frequency, valid_cutoffs=valid_cutoffs)
+    advice = (f"; on this history a {shorter}-day horizon (--horizon-days {shorter}, if leaving within {shorter} days "
+              "means something to the business) gives a trained model" if shorter else
+              "; no horizon of a week or more gives one on this history: a longer history gives a trained model")
     notes.append(f"no purged train / validation / test split: the history gives {counts} labelled cutoff(s) for a "
-                 f"{horizon_days}-day horizon (a split needs about three horizons of labelled history). "
-                 + BASELINE_CHAMPION)
+                 f"{horizon_days}-day horizon (a split needs about three horizons of labelled history){advice}. "
+                 + BASELINE_CHAMPION.split(";")[0])
     return CutoffPlan(cutoffs=cutoffs, frequency=freq, split=split, notes=notes)
+
+
+SHORTER_HORIZONS = (60, 45, 30, 21, 14, 7)
+
+
+def horizon_that_splits(tables: dict, horizon_days: int, *, frequency: str = "MS", valid_cutoffs: int = 2) -> int | None:
+    """The longest of ``SHORTER_HORIZONS`` below ``horizon_days`` whose labelled cutoffs (at
+    ``frequency`` or the finer ones ``plan_cutoffs`` falls back on) give a purged train /
+    validation / test split on this history; None when none does. Dates only: whether the
+    split then holds enough rows to learn from is ``adapt_split``'s to say."""
+    from features.labels import finer_frequency, labelled_cutoffs
+
+    for horizon in (h for h in SHORTER_HORIZONS if h < horizon_days):
+        freq: str | None = frequency
+        while freq is not None:
+            cutoffs = labelled_cutoffs(tables, horizon, freq=freq)
+            if any(partial_split(cutoffs, horizon_days=horizon, valid_cutoffs=n).complete
+                   for n in dict.fromkeys((valid_cutoffs, 1))):
+                return horizon
+            freq = finer_frequency(freq)
+    return None
 
 
 BASELINE_CHAMPION = ("The champion is the best of the candidates that learn nothing from labels (buy-till-you-die "

@@ -300,12 +300,13 @@ def score_flow(data_dir: Path | None, out_dir: Path, settings: Settings, home: P
         features = scoring_features_task(tables, as_of, settings.feature_config(), channels,
                                          settings.cache.feature_cache(home))
         at_risk, win_back, drivers = lists_task(model, features, as_of, version, settings, build.is_contractual(tables))
-    warnings = [*horizon_notes, *warnings]
     metrics = registry.version_metrics(settings.registry.model_name, version)
+    cautions = report.model_cautions(metrics, registry.version_params(settings.registry.model_name, version).get("champion"))
+    warnings = [*horizon_notes, *warnings, *cautions]
     s = settings.score
     paths = report.write_outputs(at_risk, out_dir, model_version=version, metrics=metrics, as_of=as_of,
                                  win_back=win_back, drivers=drivers, horizon_days=settings.labels.horizon_days, currency=s.currency,
-                                 capacity=s.tiers.capacity, keep_history=s.history, staging=staging,
+                                 capacity=s.tiers.capacity, keep_history=s.history, staging=staging, cautions=cautions,
                                  lineage=lineage.score_lineage(
                                      settings.source, data_dir, validated, settings=settings.model_dump(mode="json"),
                                      model_name=settings.registry.model_name, model_uri=model_uri, version=version,

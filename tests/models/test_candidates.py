@@ -57,6 +57,18 @@ def test_three_months_leave_only_a_baseline_split():
     assert none.split.test is None and none.cutoffs == []
 
 
+def test_a_horizon_too_long_for_the_history_names_the_longest_that_trains():
+    six_months = orders_between("2025-07-01", "2025-12-31")
+    plan = plan_cutoffs(six_months, 90, frequency="MS")
+    assert plan.baseline_only
+    assert any("a 45-day horizon (--horizon-days 45" in n for n in plan.notes)
+    # the advice holds: 45 days splits (the test above), 60 does not
+    assert plan_cutoffs(six_months, 45, frequency="MS").split.complete
+    assert plan_cutoffs(six_months, 60, frequency="MS").baseline_only
+    three_weeks = orders_between("2025-12-10", "2025-12-31")
+    assert any("no horizon of a week or more gives one" in n for n in plan_cutoffs(three_weeks, 14).notes)
+
+
 def test_a_training_split_with_too_few_rows_becomes_a_baseline_split():
     cutoffs = list(pd.date_range("2025-08-04", "2025-11-10", freq="W-MON"))
     split = CutoffSplit(train=[cutoffs[0]], valid=[T("2025-09-22")], test=cutoffs[-1])
@@ -293,6 +305,10 @@ def test_the_horizon_check_reports_and_warns():
     most = horizon_check(horizon_frame(0.8, gap=40), 30)
     assert len(most.warnings) == 1 and "80%" in most.warnings[0] and "above 60%" in most.warnings[0]
     assert "80-120 days" in most.warnings[0]  # two to three times the median gap
+    # already three gaps long: the leavers are the clients who rarely buy again, not a short horizon
+    rare = horizon_check(horizon_frame(0.7, gap=32), 90)
+    assert len(rare.warnings) == 1 and "already 2.8 times the median gap" in rare.warnings[0]
+    assert "64-96 days" not in rare.warnings[0]
     few = horizon_check(horizon_frame(0.01), 14)
     assert len(few.warnings) == 1 and "below 2%" in few.warnings[0]
     unlabelled = horizon_check(horizon_frame(0.3).drop(columns="label"), 90)

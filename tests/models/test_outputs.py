@@ -264,3 +264,17 @@ def test_without_rename_exchange_a_kept_date_is_replaced_by_two_renames(tmp_path
     assert (tmp_path / "validation").is_symlink()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith((".staging-", ".replaced-", ".set-"))
                 or p.name.endswith(".tmp")]
+
+
+def test_cautions_say_when_the_order_of_the_list_is_not_to_be_trusted():
+    from models.report import _auc_margin, model_cautions
+
+    assert model_cautions({"test_roc_auc": 0.84, "test_rows": 30_000.0}, "lightgbm") == []
+    untrained = model_cautions({"test_roc_auc": 0.52, "test_rows": 18_529.0, "test_base_rate": 0.3}, "recency")
+    assert untrained[0].startswith("No model was trained on this data") and "recency rule" in untrained[0]
+    assert "close to chance (ROC-AUC 0.52" in untrained[1] and len(untrained) == 2
+    small = {"test_roc_auc": 0.7, "test_rows": 300.0, "test_base_rate": 2 / 3}  # 200 leavers, 100 stayers
+    # Hanley & McNeil by hand: q1 = 0.7/1.3, q2 = 0.98/1.7, var = (0.21 + 199 (q1 - 0.49) + 99 (q2 - 0.49)) / 20000
+    assert abs(_auc_margin(small) - 2 * (18.41441 / 20000) ** 0.5) < 1e-4
+    assert model_cautions(small, "stack") == ["The test date had 300 clients: its figures are uncertain by several "
+                                              "points (ROC-AUC about +/-0.06)."]

@@ -152,5 +152,10 @@ def test_a_very_short_history_still_trains_registers_and_lists(prefect_harness, 
     forgot = settings.with_overrides(**{"labels.horizon_days": 90})
     again = score_flow(data, tmp_path / "out90", forgot, tmp_path / "home")
     assert any("trained for a 45-day horizon but labels.horizon_days is 90" in w for w in again.warnings)
-    assert json.loads(again.summary.read_text())["horizon_days"] == 45
+    summary = json.loads(again.summary.read_text())
+    assert summary["horizon_days"] == 45
+    # no model was trained: the manager reads it in the summary, the report and the verb's warnings
+    assert any(c.startswith("No model was trained on this data") for c in summary["cautions"])
+    assert set(summary["cautions"]) <= set(again.warnings)
+    assert "Before you act on this list" in again.html.read_text()
     pd.testing.assert_series_equal(pd.read_parquet(again.parquet)["risk"], at_risk["risk"])
