@@ -268,6 +268,9 @@ def at_risk_rows(scored: pd.DataFrame, features: pd.DataFrame, *, as_of: pd.Time
     keys[explained] = choose_actions(lead[explained], head)
     # explained, and only the profile or the stage raise the risk: a personal check-in; nothing does: none
     keys[explained & pd.isna(lead)] = np.where(raised[explained & pd.isna(lead)], "check_in", "none")
+    # an open complaint among the client's reasons comes first, whatever leads: an onboarding call
+    # or a loyalty gesture that ignores "1 complaint open for 30 days" makes it worse
+    keys[explained & open_complaint_named(out[groups], out)] = "service_recovery"
     out["action_key"] = keys
     out["action"] = action_texts(keys, actions)
     out = _facts(out, as_of)
@@ -277,6 +280,13 @@ def at_risk_rows(scored: pd.DataFrame, features: pd.DataFrame, *, as_of: pd.Time
         out[col] = pd.array([pd.NA] * len(out), dtype="boolean")
     out["risk_change"] = np.nan
     return out[[*LIST_COLUMNS, "_raw_risk"]]
+
+
+def open_complaint_named(groups: pd.DataFrame, frame: pd.DataFrame) -> np.ndarray:
+    """Rows whose reasons name the complaints group while a complaint is still open."""
+    named = (groups.to_numpy(dtype=object) == "complaints").any(axis=1)
+    open_now = np.nan_to_num(_col(frame, "complaints_open")) >= 1
+    return named & open_now
 
 
 def value_per_year(features: pd.DataFrame) -> np.ndarray:

@@ -95,6 +95,20 @@ def test_retention_list_ranked_with_reasons_actions_and_profile():
     assert by_value["customer_id"].tolist()[:2] == ["a", "c"] and by_value["action_key"].notna().all()
 
 
+def test_an_open_complaint_among_the_reasons_is_dealt_with_first():
+    scored, features = _scored_and_features()
+    # c, in its first 100 days, led by its purchases, also has a complaint open that the model names second;
+    # a, led by nps, has one open that the model does not name
+    scored.loc[2, "reason_group_2"] = "complaints"
+    features.loc[[0, 2], "complaints_open"] = 1.0
+    features.loc[[0, 2], "oldest_open_complaint_days"] = [40.0, 30.0]
+    out = build_at_risk(scored, features, as_of=AS_OF, model_version="3", explain_all=True).set_index("customer_id")
+    assert out.loc["c", "reason_group_1"] == "purchases" and out.loc["c", "reason_2"] == "1 complaint open for 30 days"
+    assert out.loc["c", "action_key"] == "service_recovery"  # not onboarding over an open complaint
+    assert out.loc["a", "action_key"] == "nps_follow_up"  # its reasons do not name the complaint: the lead decides
+    assert out.loc["b", "action_key"] == "service_recovery"
+
+
 def test_win_back_list_ranked_by_what_they_brought_with_their_own_reasons():
     features = pd.DataFrame({
         "customer_id": ["small", "big", "once"],
