@@ -308,12 +308,38 @@ class FunctionScorer:
             if p is None:
                 raise ValueError(f"{self.name}: no scores")
             return _logit_keep_nan(p)
-        try:
-            p = self.fn(frame, self.horizon_days)
-        except Exception:  # noqa: BLE001 - a failed fit must not stop the scoring: neutral risk
-            p = None
+        keys = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+        p = self._remembered(keys)
+        if p is None:
+            try:
+                p = self.fn(frame, self.horizon_days)
+            except Exception:  # noqa: BLE001 - a failed fit must not stop the scoring: neutral risk
+                p = None
+            if p is not None:
+                self._remember(keys, np.asarray(p, dtype=float))
         z = _logit_keep_nan(p) if p is not None else np.full(len(X), np.nan)
         return np.where(np.isfinite(z), z, self.center)
+
+    # The function fits on the rows it is given (the Pareto/NBD on the scored clients' history),
+    # so the same client would get another score in a smaller batch: the explained top of a list,
+    # the drivers' sample. The scores of the last batch are kept by row (a row is its inputs and
+    # cutoff, so equal rows have equal scores): a batch whose every row was in it reads them, and
+    # its scores and reasons are those of the whole list. A batch with a new row (another date,
+    # another base) is fitted afresh. Never pickled with the model.
+    def _remembered(self, keys: np.ndarray) -> np.ndarray | None:
+        last = self.__dict__.get("_last")
+        if last is None or not len(keys):
+            return None
+        known, scores = last
+        at = np.minimum(np.searchsorted(known, keys), len(known) - 1)
+        return scores[at] if bool((known[at] == keys).all()) else None
+
+    def _remember(self, keys: np.ndarray, scores: np.ndarray) -> None:
+        known, first = np.unique(keys, return_index=True)
+        self._last = (known, scores[first])
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_last"}
 
     def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
         z = self.logit(X)

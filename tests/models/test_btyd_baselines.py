@@ -67,3 +67,30 @@ def test_bgnbd_baseline_is_unavailable_where_its_feature_is_missing():
     assert scores is None and "missing on 1 of 2 rows" in reason
     scores, reason = bl.btyd_scores(f.assign(btyd_p_no_order=[0.2, 0.7]))
     assert reason is None and scores.tolist() == [0.2, 0.7]
+
+
+def test_a_scorer_fitted_on_its_batch_gives_a_client_the_same_score_in_a_smaller_batch():
+    """The Pareto/NBD fits on the rows it scores: the explained top of a list and the drivers'
+    sample read the scores of the whole list (fitted once), and another base is fitted afresh."""
+    import cloudpickle
+
+    from models.serving import FunctionScorer
+
+    fits = []
+
+    def fit_on_batch(frame, horizon_days):  # a score that depends on the whole batch, like a fit does
+        fits.append(len(frame))
+        x = frame["btyd_x"].to_numpy()
+        return 1 / (1 + np.exp(-(x - x.mean())))
+
+    scorer = FunctionScorer(fit_on_batch, ["btyd_x"], "pnbd", 90)
+    everyone = pd.DataFrame({"btyd_x": [0.0, 1.0, 2.0, 3.0, 10.0, 1.0]})
+    full = scorer.logit(everyone)
+    top = everyone.iloc[[4, 1]]
+    np.testing.assert_allclose(scorer.logit(top), full[[4, 1]])
+    np.testing.assert_allclose(scorer.contributions(top)["pnbd"] + scorer.center, full[[4, 1]])
+    assert fits == [6]  # the smaller batches were not fitted again
+    other = pd.DataFrame({"btyd_x": [2.0, 5.0]})  # a row the list did not have: a new base, fitted on its own
+    np.testing.assert_allclose(scorer.logit(other), np.log(np.exp([-1.5, 1.5])))
+    assert fits == [6, 2]
+    assert "_last" not in cloudpickle.loads(cloudpickle.dumps(scorer)).__dict__  # never stored with the model
