@@ -345,9 +345,10 @@ def features(
     # the engine reads a Parquet file that is clean as it is itself: no pandas round trip
     table = ahead.result() if ahead is not None else build(result.sources, True)
     if labels:
-        kept = sorted(table["cutoff"].unique()) if len(table) else []
-        if len(kept) < len(cutoffs):
-            err.print(f"[yellow]{len(cutoffs) - len(kept)} cutoff(s) left out:[/yellow] their "
+        kept = {pd.Timestamp(c) for c in table["cutoff"].unique()} if len(table) else set()
+        left = [str(c.date()) for c in cutoffs if pd.Timestamp(c) not in kept]
+        if left:
+            err.print(f"[yellow]{len(left)} cutoff(s) left out ({', '.join(left)}):[/yellow] their "
                       f"{settings.labels.horizon_days}-day label window runs past the end of the data")
     write_frame(table, out)
     when = ", ".join(str(pd.Timestamp(c).date()) for c in sorted(table["cutoff"].unique())) if len(table) else "no cutoff"
@@ -372,8 +373,9 @@ def _features_on_dask(folder, settings, home: Path, cutoffs, out: Path, labels: 
         err.print(f"[red]{exc}[/red]", highlight=False)
         raise typer.Exit(2) from exc
     _warn(gate_warnings(result) + warnings)
-    if labels and len(kept) < len(cutoffs):
-        err.print(f"[yellow]{len(cutoffs) - len(kept)} cutoff(s) left out:[/yellow] their "
+    left = [str(c.date()) for c in cutoffs if c not in set(kept)]
+    if labels and left:
+        err.print(f"[yellow]{len(left)} cutoff(s) left out ({', '.join(left)}):[/yellow] their "
                   f"{settings.labels.horizon_days}-day label window runs past the end of the data")
     when = ", ".join(str(c.date()) for c in kept) if kept else "no cutoff"
     console.print(f"{rows:,} rows (client x cutoff) at {when}, {settings.engine.shards} shards -> {out}", highlight=False)

@@ -102,7 +102,7 @@ def _locate(data_dir: Path, table: str, spec: TableSource) -> tuple[Path | None,
         if problem:
             return None, problem
         if not (path.exists() or path.is_symlink()):
-            return None, (f"{table}: {spec.file} (source.tables.{table}.file) is not in {data_dir}")
+            return None, (f"{table}: {spec.file} (source.tables.{table}.file) is not in {data_dir}{_files_in(data_dir)}")
         return path, None
     candidates = [data_dir / f"{table}{suffix}" for suffix in SUFFIXES]
     found = [p for p in candidates if p.exists() or p.is_symlink()]
@@ -112,6 +112,17 @@ def _locate(data_dir: Path, table: str, spec: TableSource) -> tuple[Path | None,
     if not found:
         return None, None
     return found[0], _unusable(found[0], table)
+
+
+def _files_in(data_dir: Path, limit: int = 12) -> str:
+    """' (it holds a.csv, b.csv, ...)': what the folder has, for a name that is not there."""
+    try:
+        names = sorted(p.name for p in data_dir.iterdir() if not p.name.startswith("."))
+    except OSError:
+        return ""
+    if not names:
+        return " (the folder is empty)"
+    return f" (it holds {', '.join(names[:limit])}{', ...' if len(names) > limit else ''})"
 
 
 def _unusable(path: Path, table: str) -> str | None:

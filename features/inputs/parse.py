@@ -58,6 +58,13 @@ def unreadable_hint(table: str, column: str, kind: str, spec: TableSource, text:
                                   "; set thousands: '.' for amounts such as 1.234,50", ""), index=text.index)
     if kind == FLAG:
         return f" (translate the export's words with source.tables.{table}.values.{column})"
+    fmt = spec.timestamp_format
+    if kind == TIMESTAMP and fmt and "%d" in fmt and "%m" in fmt:
+        swapped = fmt.replace("%d", "\0").replace("%m", "%d").replace("\0", "%m")
+        reads = pd.to_datetime(text.str.strip(), format=swapped, errors="coerce").notna().to_numpy(bool)
+        if reads.any():  # e.g. '13/07/2025' under %m/%d/%Y: the export writes the day first
+            return pd.Series(np.where(reads, f"; day and month look swapped: timestamp_format '{swapped}'?", ""),
+                             index=text.index)
     return ""
 
 

@@ -732,11 +732,24 @@ def write_quarantine(result: ValidatedData, out_dir: Path) -> dict[str, Path]:
     return paths
 
 
+def _latest_event(result: ValidatedData) -> str:
+    """'; the latest event kept is ...': data_end is when the extract was checked (the clock, or
+    --data-end), which says nothing about where the history ends."""
+    from features.labels import TIME_COLUMNS, _range
+
+    try:
+        ends = [_range(result.sources[t], col)[1] for t, col in TIME_COLUMNS.items() if t in result.sources]
+        ends = [pd.Timestamp(e) for e in ends if e is not None and not pd.isna(e)]
+    except Exception:  # noqa: BLE001 - a summary line, never a reason to fail
+        return ""
+    return f"; the latest event kept is {max(ends)}" if ends else ""
+
+
 def format_summary(result: ValidatedData) -> str:
     """A plain-text report for humans (a ``str``, printable as is): the data_end, the
     reconciliation table, notes, the absent optional tables, then per broken rule its row
     count and one example reason."""
-    lines = [f"data_end {result.data_end} (later timestamps are quarantined)",
+    lines = [f"data_end {result.data_end} (later timestamps are quarantined){_latest_event(result)}",
              f"{'table':<14}{'rows read':>12}{'kept':>12}{'quarantined':>13}"]
     for r in result.summary.itertuples():
         lines.append(f"{r.table:<14}{r.rows_read:>12,}{r.rows_kept:>12,}{r.rows_quarantined:>13,}")

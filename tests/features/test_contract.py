@@ -385,7 +385,7 @@ def test_format_summary_is_a_readable_table(tmp_path):
     result = load_data(write(tmp_path, orders={**ORDERS, "amount": [10.0, -1.0, 5.0]}), data_end=END)
     text = format_summary(result)
     lines = text.splitlines()
-    assert lines[0] == "data_end 2025-01-01 00:00:00 (later timestamps are quarantined)"
+    assert lines[0].startswith("data_end 2025-01-01 00:00:00 (later timestamps are quarantined); the latest event kept is 2024-")
     assert lines[1].split() == ["table", "rows", "read", "kept", "quarantined"]
     assert lines[2].split() == ["orders", "3", "2", "1"]
     assert "customers: derived from orders" in text

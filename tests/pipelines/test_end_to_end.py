@@ -122,7 +122,7 @@ def test_cli_features_with_labels_writes_a_training_set(data_dir, tmp_path):
     result = CliRunner().invoke(app, ["features", "--data", str(data_dir), "--cutoff", "2025-03-01", "--cutoff", "2025-04-01",
                                       "--cutoff", "2030-01-01", "--labels", "--out", str(out), "--home", str(tmp_path / "home")])
     assert result.exit_code == 0, result.output
-    assert "1 cutoff(s) left out" in result.output  # 2030: its label window is not observed
+    assert "1 cutoff(s) left out (2030-01-01)" in result.output  # its label window is not observed
     table = pd.read_csv(out, parse_dates=["cutoff"])
     assert sorted(table["cutoff"].unique()) == [pd.Timestamp("2025-03-01"), pd.Timestamp("2025-04-01")]
     assert set(table["label"]) == {0, 1} and list(table.columns[:3]) == ["customer_id", "cutoff", "label"]

@@ -124,6 +124,7 @@ def test_a_three_megabyte_line_is_read(tmp_path):
 def test_a_file_named_in_the_config_that_is_not_there_is_fatal(tmp_path):
     text = fatal(folder(tmp_path, orders_csv=ORDERS), {"tables": {"orders": {"file": "sales_export.csv"}}})
     assert "orders: sales_export.csv (source.tables.orders.file) is not in" in text
+    assert text.endswith("(it holds orders.csv)")  # what is there, to spot the typo
 
 
 def test_a_header_only_orders_file_is_fatal(tmp_path):
@@ -275,6 +276,13 @@ def test_day_first_dates_read_with_their_format(tmp_path):
 def test_day_first_dates_without_a_format_are_fatal_with_the_format_to_set(tmp_path):
     text = fatal(folder(tmp_path, orders_csv=HEADER + "o1,a,09/12/2024,10\no2,a,13/12/2024,10\n"))
     assert "no value readable as an ISO 8601 timestamp" in text and "timestamp_format, e.g. '%d/%m/%Y'" in text
+
+
+def test_day_and_month_swapped_in_the_format_are_named(tmp_path):
+    content = HEADER + "o1,a,07/12/2024 10:30,10\no2,a,13/07/2024 14:12,10\no3,b,31/07/2024 09:00,5\n"
+    text = fatal(folder(tmp_path, orders_csv=content), {"tables": {"orders": {"timestamp_format": "%m/%d/%Y %H:%M"}}})
+    assert "'13/07/2024 14:12' is not a timestamp in the format %m/%d/%Y %H:%M; day and month look swapped: " \
+           "timestamp_format '%d/%m/%Y %H:%M'?" in text
 
 
 def test_one_date_that_breaks_the_format_is_quarantined(tmp_path):
