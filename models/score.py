@@ -149,9 +149,11 @@ def assign_tiers(risk: pd.Series, rank: pd.Series, *, mode: str = "share", high:
 
 def rows_to_explain(risk: pd.Series, revenue: pd.Series, *, rank_by: str = "risk", actionable_share: float = 0.2,
                     explain_all: bool = False, keep: np.ndarray | None = None,
-                    risk_bounds: tuple[float, float] = (0.01, 0.99), max_rows: int | None = None) -> np.ndarray:
+                    risk_bounds: tuple[float, float] = (0.01, 0.99), max_rows: int | None = None,
+                    min_rows: int = 0) -> np.ndarray:
     """Which rows get reasons: the actionable top ``actionable_share`` of the retention list
-    in ``rank_by`` order, at most ``max_rows`` (or all of its rows with ``explain_all``);
+    in ``rank_by`` order, at least ``min_rows`` (a small base: all of it) and at most
+    ``max_rows`` (or all of its rows with ``explain_all``);
     ``keep`` marks the rows on the retention list (default: all). TreeSHAP is the cost of
     scoring, so only they pay it."""
     keep = np.ones(len(risk), bool) if keep is None else np.asarray(keep, bool)
@@ -160,7 +162,7 @@ def rows_to_explain(risk: pd.Series, revenue: pd.Series, *, rank_by: str = "risk
     raw = risk.to_numpy(dtype=float)
     key = bound_risk(raw, *risk_bounds) * revenue.fillna(0.0).to_numpy(dtype=float) if rank_by == "value_at_risk" else raw
     key = np.where(keep, key, -np.inf)
-    n = int(np.ceil(actionable_share * keep.sum()))
+    n = max(int(np.ceil(actionable_share * keep.sum())), min(int(min_rows), int(keep.sum())))
     n = n if max_rows is None else min(n, int(max_rows))
     wanted = np.zeros(len(key), bool)
     wanted[np.argsort(-key, kind="stable")[:n]] = True
@@ -408,7 +410,7 @@ def make_lists(predict, features: pd.DataFrame, *, as_of: pd.Timestamp, model_ve
                rule_with_cancellations: bool = False, rank_by: str = "risk", tiers: dict | None = None,
                actionable_share: float = 0.2, explain_all: bool = False, actions: dict[str, str] | None = None,
                top_k: int = 3, risk_bounds: tuple[float, float] = (0.01, 0.99), driver_sample: int = 2000,
-               explain_max: int | None = None) -> "Lists":
+               explain_max: int | None = None, explain_min: int = 0) -> "Lists":
     """Both lists from the features at ``as_of``: the lapse rule splits the clients; the model
     (``predict``: a feature frame with a boolean ``explain`` column -> customer_id, risk,
     reason_group_i ...) scores the clients who can still be kept, and TreeSHAP explains only
@@ -421,7 +423,8 @@ def make_lists(predict, features: pd.DataFrame, *, as_of: pd.Timestamp, model_ve
     first = predict(kept.assign(explain=False))
     revenue = kept["amount_365d"] if "amount_365d" in kept else pd.Series(0.0, index=kept.index)
     wanted = rows_to_explain(first["risk"], revenue, rank_by=rank_by, actionable_share=actionable_share,
-                             explain_all=explain_all, risk_bounds=risk_bounds, max_rows=explain_max)
+                             explain_all=explain_all, risk_bounds=risk_bounds, max_rows=explain_max,
+                             min_rows=explain_min)
     scored = explain_rows(predict, kept, first, wanted)
     at_risk = build_at_risk(scored, kept, as_of=as_of, model_version=model_version, rank_by=rank_by, tiers=tiers,
                             actionable_share=actionable_share, explain_all=explain_all, actions=actions, top_k=top_k,

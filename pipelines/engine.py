@@ -611,7 +611,8 @@ def lists_on_shards(r: Run, paths: Sequence[str], model, inputs: Sequence[str], 
     lapsed_gap = score.median_gap(np.concatenate([g for _, g in first]))
     explain = score.rows_to_explain(risks["risk"], risks["revenue"], rank_by=s.rank_by,
                                     actionable_share=s.actionable_share, explain_all=s.explain_all,
-                                    risk_bounds=(s.risk_floor, s.risk_ceiling), max_rows=s.explain_max)
+                                    risk_bounds=(s.risk_floor, s.risk_ceiling), max_rows=s.explain_max,
+                                    min_rows=s.explain_min)
     explain_ids = set(risks.loc[explain, "customer_id"])
     driver_ids = risks["customer_id"].iloc[score.driver_sample(len(risks))].tolist()
     parts = r.map(_list_shard, paths, explain_ids=explain_ids, driver_ids=driver_ids, model=model_f, wanted=wanted,
@@ -645,7 +646,7 @@ def one_machine_lists(features: pd.DataFrame, model, inputs: Sequence[str], *, a
         _predictor(model, wanted), features, as_of=as_of, model_version=version, horizon_days=horizon,
         contractual=contractual, lapse=s.lapse_rule(horizon), rule_with_cancellations=s.lapsed.with_cancellations,
         rank_by=s.rank_by, tiers=s.tiers.model_dump(), actionable_share=s.actionable_share, explain_max=s.explain_max,
-        explain_all=s.explain_all, actions=s.actions, top_k=s.top_reasons, risk_bounds=(s.risk_floor, s.risk_ceiling))
+        explain_min=s.explain_min, explain_all=s.explain_all, actions=s.actions, top_k=s.top_reasons, risk_bounds=(s.risk_floor, s.risk_ceiling))
 
 
 def score_lists(data_dir: Path | None, settings: Settings, home: Path, out_dir: Path, as_of: pd.Timestamp | None,

@@ -242,7 +242,8 @@ def lists_task(model, features: pd.DataFrame, as_of: pd.Timestamp, version: str 
         features.drop(columns="cutoff"), as_of=as_of,
         model_version=version, horizon_days=horizon, contractual=contractual, lapse=s.lapse_rule(horizon),
         rule_with_cancellations=s.lapsed.with_cancellations, rank_by=s.rank_by, tiers=s.tiers.model_dump(),
-        actionable_share=s.actionable_share, explain_max=s.explain_max, explain_all=s.explain_all, actions=s.actions,
+        actionable_share=s.actionable_share, explain_max=s.explain_max, explain_min=s.explain_min,
+        explain_all=s.explain_all, actions=s.actions,
         top_k=s.top_reasons,
         risk_bounds=(s.risk_floor, s.risk_ceiling))
 

@@ -100,6 +100,7 @@ class ScoreSettings(_Section):
     history: bool = Field(True, description="keep each scoring in OUT/history/<as_of>/ and show what changed")
     actionable_share: float = Field(0.2, gt=0, le=1, description="reasons in words for this top share of the list")
     explain_max: int = Field(100_000, gt=0, description="... for at most this many clients (TreeSHAP is the cost)")
+    explain_min: int = Field(1_000, ge=0, description="... and for at least this many (every client of a small base)")
     explain_all: bool = Field(False, description="reasons in words for every client")
     actions: dict[str, str] = Field(default_factory=dict, description="overrides of the actions' words by key")
     out_dir: Optional[Path] = Field(None, description="where the scheduled scoring writes (OUT/history/<as_of>/, the latest at OUT/); relative to the folder the command runs in")

@@ -212,6 +212,8 @@ def test_reasons_for_the_actionable_share_at_most_explain_max():
 
     risk = pd.Series(np.linspace(0.9, 0.1, 100))
     assert rows_to_explain(risk, pd.Series(0.0, index=risk.index)).sum() == 20
+    assert rows_to_explain(risk, pd.Series(0.0, index=risk.index), min_rows=30).sum() == 30  # a small base: more
+    assert rows_to_explain(risk, pd.Series(0.0, index=risk.index), min_rows=1000).sum() == len(risk)  # all of it
     capped = rows_to_explain(risk, pd.Series(0.0, index=risk.index), max_rows=5)
     assert capped.tolist() == [True] * 5 + [False] * 95
     keep = np.arange(100) % 2 == 0  # only the clients who can still be kept
