@@ -94,8 +94,8 @@ GROUPS: tuple[FeatureGroup, ...] = (
             Reason("overdue_ratio >= 1.2 and orders_total >= 3 and mean_gap_days >= 1",
                    "No order for {days_since_last_order:ndays} since "
                    "{days_since_last_order:date}: {overdue_ratio:x}x their usual {mean_gap_days:ndays} between orders"),
-            Reason("orders_90d == 0 and orders_365d > 0", "No order in the last 90 days (last on "
-                   "{days_since_last_order:date}), after {orders_total:count:order:orders} before"),
+            Reason("orders_90d == 0 and orders_365d > 0", "No order for {days_since_last_order:ndays} (last on "
+                   "{days_since_last_order:date}); {orders_total:count:order:orders} in all"),
             Reason("returns_365d >= 1", "{returns_365d:count:returned order:returned orders} in the last year"),
             Reason(None, "Last order {days_since_last_order:ndays} ago ({days_since_last_order:date}); "
                    "{orders_total:count:order:orders} in all"),
