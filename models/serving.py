@@ -331,10 +331,14 @@ class FunctionScorer:
         if last is None or not len(keys):
             return None
         known, scores = last
+        if not len(known):
+            return None
         at = np.minimum(np.searchsorted(known, keys), len(known) - 1)
         return scores[at] if bool((known[at] == keys).all()) else None
 
     def _remember(self, keys: np.ndarray, scores: np.ndarray) -> None:
+        if not len(keys) or len(scores) != len(keys):
+            return
         known, first = np.unique(keys, return_index=True)
         self._last = (known, scores[first])
 
@@ -401,6 +405,28 @@ class ChurnRiskServing:
         p = sigmoid(self.logit(X))
         return apply_calibration(p, *self.calibration) if self.calibration is not None else p
 
+    def _single_driver(self, reasons: pd.DataFrame, contrib: pd.DataFrame, groups: dict) -> pd.DataFrame:
+        """A champion that is one rule (the recency rule, a buy-till-you-die probability) ranks by
+        one driver: it is every explained client's reason, also where the client sits below the
+        training average (the only thing that orders the list is still that driver)."""
+        scorer = next(iter(self.scorers.values())) if len(self.scorers) == 1 else None
+        if scorer is None or scorer.kind not in ("column", "function") or not len(reasons):
+            return reasons
+        column = scorer.contribution_columns[0]
+        group = groups.get(column)
+        if group is None or column not in contrib.columns:
+            return reasons
+        empty = reasons["reason_group_1"].isna().to_numpy()
+        if not empty.any():
+            return reasons
+        out = reasons.copy()
+        out["reason_group_1"] = np.where(empty, group, out["reason_group_1"].to_numpy(dtype=object))
+        out["reason_group_1_contribution"] = np.where(empty, contrib[column].to_numpy(dtype=float),
+                                                      out["reason_group_1_contribution"].to_numpy(dtype=float))
+        if "driver_1" in out:
+            out["driver_1"] = np.where(empty, column, out["driver_1"].to_numpy(dtype=object))
+        return out
+
     def __call__(self, model_input: pd.DataFrame) -> pd.DataFrame:
         X = model_input.reset_index(drop=True)
         risk = self.risk(X)
@@ -413,6 +439,7 @@ class ChurnRiskServing:
         groups = {c: g for c, g in self.feature_groups.items() if g is not None}
         contrib = contrib[[c for c in contrib.columns if c == "bias" or c in groups or c not in self.feature_groups]]
         reasons = explain_contributions(contrib, groups, self.top_k)
+        reasons = self._single_driver(reasons, contrib, groups)
         out = pd.DataFrame({"risk": risk}, index=X.index).join(reasons)  # rows not explained: empty reasons
         keys = [c for c in ("customer_id", "cutoff") if c in X.columns]
         return pd.concat([X[keys], out], axis=1).reset_index(drop=True)
