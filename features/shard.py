@@ -134,7 +134,7 @@ def write_shards(raw: Mapping, root: Path, shards: int, ids: IdOptions | None = 
                 for batch in batches:
                     batch = pa.Table.from_batches([batch]).cast(schema) if batch.schema != schema else pa.Table.from_batches([batch])
                     if "customer_id" in batch.column_names:
-                        shard = shard_ids(canonical_ids(batch.column("customer_id").to_pandas()), shards)
+                        shard = shard_ids(canonical_ids(batch.column("customer_id").to_pandas(), ids), shards)
                     else:
                         shard = np.zeros(batch.num_rows, dtype=np.int32)
                     rows = np.arange(start, start + batch.num_rows, dtype=np.int64)

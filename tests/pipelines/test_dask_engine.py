@@ -306,3 +306,20 @@ def test_under_a_prefect_server_each_shard_is_a_task_run_and_the_table_is_the_lo
     assert all(s.state.is_completed() for s in subs)
     assert sorted(t.name for t in tasks) == sorted(f"{s}-shard-{k}" for s in steps for k in range(4))
     assert {t.state.type.value for t in tasks} == {"COMPLETED"}
+
+
+def test_ids_that_meet_only_after_the_ids_option_land_in_one_shard(tmp_path):
+    """A sales export's '0000094' and the CRM's '94' (``source.ids.strip_leading_zeros``) are
+    one customer: the shards are cut on the id as validation reads it, so they meet."""
+    from features.inputs.config import IdOptions
+    from features.shard import write_shards
+
+    crm = pd.DataFrame({"customer_id": [str(i) for i in range(1, 41)], "created_at": "2024-01-01"})
+    sales = pd.DataFrame({"order_id": [f"o{i}" for i in range(1, 41)], "customer_id": [f"{i:07d}" for i in range(1, 41)],
+                          "ordered_at": "2024-02-01", "amount": "10"})
+    write_shards({"customers": crm, "orders": sales}, tmp_path / "input", 4, IdOptions(strip_leading_zeros=True))
+    for k in range(4):
+        folder = tmp_path / "input" / f"shard={k}"
+        kept = set(pd.read_parquet(folder / "customers.parquet")["customer_id"])
+        ordered = {str(int(c)) for c in pd.read_parquet(folder / "orders.parquet")["customer_id"]}
+        assert ordered == kept  # every order sits with its customer
