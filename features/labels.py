@@ -92,8 +92,17 @@ def data_end(tables: dict) -> pd.Timestamp:
     end, _ = stray_tail(tables)
     if end is not None:
         return end
+    latest = latest_event(tables)
+    if latest is None:
+        raise ValueError("no event timestamp in the data")
+    return latest
+
+
+def latest_event(tables: dict) -> pd.Timestamp | None:
+    """The latest timestamp of any table's event column, a stray tail included (None: no event)."""
     ends = [_range(tables[t], col)[1] for t, col in TIME_COLUMNS.items() if t in tables]
-    return pd.Timestamp(max(e for e in ends if e is not None and not pd.isna(e)))
+    ends = [e for e in ends if e is not None and not pd.isna(e)]
+    return pd.Timestamp(max(ends)) if ends else None
 
 
 def default_as_of(tables: dict[str, pd.DataFrame]) -> pd.Timestamp:

@@ -331,28 +331,28 @@ def list_versions(model_name: str) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values("version", ascending=False).reset_index(drop=True) if rows else pd.DataFrame(rows)
 
 
-def version_metrics(model_name: str, version: str | None) -> dict[str, float]:
-    """The training-run metrics of a registered version (empty when unknown)."""
+def _version_run(model_name: str, version: str | None):
+    """The training run (``mlflow.entities.Run``) of a registered version, or None when unknown."""
     if version is None:
-        return {}
+        return None
     client = MlflowClient()
     try:
         run_id = client.get_model_version(model_name, str(version)).run_id
-        return dict(client.get_run(run_id).data.metrics) if run_id else {}
+        return client.get_run(run_id) if run_id else None
     except mlflow.exceptions.MlflowException:
-        return {}
+        return None
+
+
+def version_metrics(model_name: str, version: str | None) -> dict[str, float]:
+    """The training-run metrics of a registered version (empty when unknown)."""
+    run = _version_run(model_name, version)
+    return dict(run.data.metrics) if run else {}
 
 
 def version_params(model_name: str, version: str | None) -> dict[str, str]:
     """The training-run params of a registered version (empty when unknown)."""
-    if version is None:
-        return {}
-    client = MlflowClient()
-    try:
-        run_id = client.get_model_version(model_name, str(version)).run_id
-        return dict(client.get_run(run_id).data.params) if run_id else {}
-    except mlflow.exceptions.MlflowException:
-        return {}
+    run = _version_run(model_name, version)
+    return dict(run.data.params) if run else {}
 
 
 def trained_horizon(model_name: str, *, uri: str | None = None, version: str | None = None,
@@ -361,11 +361,12 @@ def trained_horizon(model_name: str, *, uri: str | None = None, version: str | N
     ``horizon_days`` param. The model is ``version``, else ``uri`` (``models:/name/3``,
     ``models:/name@alias``, ``runs:/<id>/model``), else ``models:/<model_name>@<alias>``.
     None when it cannot be told (no such model, a model logged elsewhere)."""
+    if version is not None:
+        value = version_params(model_name, version).get("horizon_days")
+        return int(value) if value else None
     client = MlflowClient()
     try:
-        if version is not None:
-            run_id = client.get_model_version(model_name, str(version)).run_id
-        elif uri is None or uri.startswith("models:/"):
+        if uri is None or uri.startswith("models:/"):
             name, at, rest = (uri[len("models:/"):] if uri else f"{model_name}@{alias}").partition("@")
             if at:
                 run_id = client.get_model_version_by_alias(name, rest).run_id

@@ -37,10 +37,6 @@ class IdOptions(BaseModel):
 
 _Value = str | bool | int | float
 
-# The options of a table that say how its text is written: ``source.defaults`` sets them for
-# every table at once (a table's own setting wins).
-FORMAT_KEYS = ("timestamp_format", "timezone", "decimal", "thousands", "delimiter", "encoding")
-
 
 class TableSource(BaseModel):
     """Where one table comes from and how to read it."""
@@ -102,6 +98,11 @@ class FormatDefaults(BaseModel):
     thousands: str | None = None
     delimiter: str | None = None
     encoding: str | None = None
+
+
+# The options of a table that say how its text is written: ``source.defaults`` sets them for
+# every table at once (a table's own setting wins).
+FORMAT_KEYS = tuple(FormatDefaults.model_fields)
 
 
 class SourceConfig(BaseModel):

@@ -195,8 +195,9 @@ def _check_separator(names: list[str], path: Path, spec: TableSource, table: str
     """A header that is one column holding another separator: the export is not comma-separated."""
     hint = separator_hint(names, table, spec.delimiter)
     if hint:
-        shown = names[0] if len(names[0]) <= 60 else names[0][:57] + "..."
-        raise ContractError([f"{path.name}: its header is one column '{shown}'{hint}"])
+        from features.inputs.parse import _one_line
+
+        raise ContractError([f"{path.name}: its header is one column '{_one_line(names[0], 60)}'{hint}"])
 
 
 def _check_names(names: list[str], path: Path) -> None:

@@ -51,8 +51,10 @@ def format_hint(table: str, column: str, kind: str, examples: list[str]) -> str:
 
 
 def unreadable_hint(table: str, column: str, kind: str, spec: TableSource, text: pd.Series) -> pd.Series | str:
-    """What to set so a number that did not parse is read: a thousands separator when a
-    decimal comma is set and the value also holds a dot ('1.234,50'); '' otherwise."""
+    """What to set so a value that did not parse is read, per row or for all: a thousands
+    separator when a decimal comma is set and a number also holds a dot ('1.234,50'); the
+    ``values`` option for a flag written in the export's words; the swapped format when a
+    timestamp reads with day and month exchanged; '' otherwise."""
     if kind in (NUMBER, INTEGER) and spec.decimal == "," and not spec.thousands:
         return pd.Series(np.where(text.str.contains(".", regex=False).fillna(False).to_numpy(bool),
                                   "; set thousands: '.' for amounts such as 1.234,50", ""), index=text.index)

@@ -21,7 +21,7 @@ from pandera.errors import SchemaErrors
 from features.inputs.config import SourceConfig, TableSource
 from features.inputs.contract import (CANONICAL_DTYPES, FLAG, ID_COLUMNS, INTEGER, NUMBER, SCHEMAS, TABLES, TEXT,
                                       TIMESTAMP, ContractError, ValidatedData)
-from features.inputs.files import ParquetFile
+from features.inputs.files import ParquetFile, separator_hint
 from features.inputs.parse import _arrow, _as_text, _one_line, _parse_table, _Parsed, type_name, unreadable_hint
 from features.inputs.screen import parquet_sql, screen, unknown_customers
 from features.io import write_atomic
@@ -306,14 +306,14 @@ def _missing_columns(table: str, frame: pd.DataFrame, optional: tuple[str, ...] 
     unsplit column."""
     problems = []
     lowered = {str(c).strip().lower(): c for c in frame.columns}
-    unsplit = len(frame.columns) == 1 and any(sep in str(frame.columns[0]) for sep in ";\t|")
+    unsplit = separator_hint(list(frame.columns), table)
     for name, col in SCHEMAS[table].columns.items():
         if col.required and name not in frame.columns and name not in optional:
             hint = ""
             if name in lowered:
                 hint = f"; found '{lowered[name]}': names are case- and space-sensitive"
             elif unsplit:
-                hint = f"; the header is one column '{_one_line(frame.columns[0], 60)}': expected comma-separated values"
+                hint = f"; the header is one column '{_one_line(frame.columns[0], 60)}'{unsplit}"
             problems.append(f"{table}: missing required column '{name}' (expected {col.description}{hint})")
     return problems
 
@@ -735,14 +735,13 @@ def write_quarantine(result: ValidatedData, out_dir: Path) -> dict[str, Path]:
 def _latest_event(result: ValidatedData) -> str:
     """'; the latest event kept is ...': data_end is when the extract was checked (the clock, or
     --data-end), which says nothing about where the history ends."""
-    from features.labels import TIME_COLUMNS, _range
+    from features.labels import latest_event
 
     try:
-        ends = [_range(result.sources[t], col)[1] for t, col in TIME_COLUMNS.items() if t in result.sources]
-        ends = [pd.Timestamp(e) for e in ends if e is not None and not pd.isna(e)]
+        latest = latest_event(result.sources)
     except Exception:  # noqa: BLE001 - a summary line, never a reason to fail
         return ""
-    return f"; the latest event kept is {max(ends)}" if ends else ""
+    return f"; the latest event kept is {latest}" if latest is not None else ""
 
 
 def format_summary(result: ValidatedData) -> str:
